@@ -1,0 +1,1 @@
+"""Crash-proof execution of plugin tools: jobs, ToolRunner, Celery tasks, analyze API."""

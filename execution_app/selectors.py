@@ -1,0 +1,61 @@
+"""Reads of the execution side: jobs by id, filtered lists, and waiting for a job's end."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from celery.result import AsyncResult
+from django.db.models import QuerySet
+
+from project.errors import WardenError
+
+from .models import ACTIVE_STATUSES, Job, JobStatus
+
+POLL_S = 0.02
+
+
+def job_get(*, job_id: str) -> Job:
+    """Return the job; raise NotFound (404) if there is none with that id."""
+    try:
+        key = uuid.UUID(str(job_id))
+    except ValueError:
+        key = None
+    job = Job.objects.filter(pk=key).first() if key else None
+    if job is None:
+        raise WardenError("NotFound", f"No job with id '{job_id}'", job_id=str(job_id))
+    return job
+
+
+def job_list(*, plugin: str | None = None, status: str | None = None) -> QuerySet[Job]:
+    """Return jobs newest first, optionally filtered; raise ValidationError on a bad status."""
+    jobs = Job.objects.all()
+    if plugin:
+        jobs = jobs.filter(plugin_name=plugin)
+    if status:
+        if status not in JobStatus.values:
+            raise WardenError(
+                "ValidationError",
+                f"Unknown status '{status}' (one of {', '.join(JobStatus.values)})",
+                details={"field": "status", "choices": list(JobStatus.values)},
+            )
+        jobs = jobs.filter(status=status)
+    return jobs.order_by("-created_at")
+
+
+def job_wait(*, job: Job, timeout_s: float) -> Job:
+    """Wait up to `timeout_s` for the job to end; return it (possibly still active).
+
+    Waits on the Celery result (a Redis subscription, no polling) and then on the job row, which
+    the worker's main process writes when a child died.
+    """
+    deadline = time.monotonic() + timeout_s
+    try:
+        AsyncResult(str(job.pk)).get(timeout=timeout_s, propagate=False, interval=POLL_S)
+    except Exception:  # noqa: BLE001, S110 - timeout or Redis gone: the job row decides below
+        pass
+    while True:
+        job.refresh_from_db()
+        if job.status not in ACTIVE_STATUSES or time.monotonic() >= deadline:
+            return job
+        time.sleep(POLL_S)

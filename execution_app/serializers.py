@@ -1,0 +1,102 @@
+"""Serializers of the analyze-execution and jobs API."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from rest_framework import serializers
+
+from .models import Job
+
+
+class AnalyzeRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """JSON body, or multipart with a `file` part (then `args` may be a JSON string)."""
+
+    plugin = serializers.CharField(max_length=64)
+    tool = serializers.CharField(max_length=64, required=False, allow_null=True)
+    args = serializers.JSONField(required=False, allow_null=True)
+    image = serializers.CharField(required=False, allow_null=True, allow_blank=True,
+                                  help_text="The input file, base64-encoded")
+    file = serializers.FileField(required=False, allow_null=True, allow_empty_file=True,
+                                 help_text="The input file (multipart)")
+    mime_type = serializers.CharField(max_length=100, required=False, allow_null=True)
+    timeout_s = serializers.FloatField(required=False, allow_null=True, min_value=0.001,
+                                       max_value=3600)
+
+    def validate_args(self, value: Any) -> Any:
+        if isinstance(value, str):  # multipart carries args as a JSON string
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise serializers.ValidationError(f"not valid JSON: {exc}") from exc
+        if value is not None and not isinstance(value, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return value
+
+    def validate_image(self, value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        if "," in value[:100] and value.startswith("data:"):
+            value = value.split(",", 1)[1]
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise serializers.ValidationError(f"not valid base64: {exc}") from exc
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("image") is not None and attrs.get("file") is not None:
+            raise serializers.ValidationError("send either 'image' (base64) or 'file', not both")
+        upload = attrs.pop("file", None)
+        if upload is not None:
+            attrs["image"] = upload.read()
+            attrs["mime_type"] = attrs.get("mime_type") or upload.content_type
+        return attrs
+
+
+class JobSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    job_id = serializers.UUIDField(source="id")
+    plugin = serializers.CharField(source="plugin_name")
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "job_id", "url", "plugin", "tool", "status", "args", "result", "error",
+            "input_mime_type", "input_size", "timeout_s", "hard_timeout_s", "memory_mb", "queue",
+            "created_at", "started_at", "finished_at", "execution_time_ms", "peak_memory_mb",
+            "worker_host", "attempts",
+        ]
+
+    def get_url(self, job: Job) -> str:
+        return f"/v1/jobs/{job.pk}"
+
+
+class AnalyzeResultSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    job_id = serializers.UUIDField()
+    plugin = serializers.CharField()
+    tool = serializers.CharField()
+    status = serializers.CharField()
+    result = serializers.JSONField()
+    execution_time_ms = serializers.FloatField(allow_null=True)
+
+
+class AnalyzeAcceptedSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    job_id = serializers.UUIDField()
+    status = serializers.CharField()
+    url = serializers.CharField()
+
+
+class ErrorBodySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    type = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+    plugin = serializers.CharField(allow_null=True)
+    job_id = serializers.CharField(allow_null=True)
+    timestamp = serializers.DateTimeField()
+
+
+class ErrorEnvelopeSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    error = ErrorBodySerializer()

@@ -1,0 +1,254 @@
+"""Writes of the execution side: create, claim, finish and cancel jobs; reap and purge them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from plugins_app.models import PluginRecord
+from plugins_app.services import plugin_record_outcome
+from project.errors import PLUGIN_FAULTS, WardenError
+
+from .models import ACTIVE_STATUSES, Job, JobStatus
+from .validation import (
+    args_validate,
+    file_validate,
+    plugin_admit,
+    timeout_resolve,
+    tool_resolve,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """A validated analyze request."""
+
+    plugin: PluginRecord
+    tool: str
+    args: dict[str, Any]
+    file_bytes: bytes | None
+    mime_type: str | None
+    timeout_s: float
+
+
+def analysis_validate(
+    *,
+    plugin_name: str,
+    tool: str | None,
+    args: Any,
+    file_bytes: bytes | None,
+    mime_type: str | None,
+    timeout_s: float | None,
+) -> JobInput:
+    """Check an analyze request against the registry; raise WardenError before anything queues."""
+    plugin = PluginRecord.objects.filter(name=plugin_name, shadowed=False).first()
+    if plugin is None:
+        raise WardenError(
+            "PluginNotFound", f"No plugin named '{plugin_name}'", details={"field": "plugin"}
+        )
+    plugin_admit(plugin)
+    entry = tool_resolve(plugin, tool)
+    args = {} if args is None else args
+    args_validate(plugin, entry, args)
+    if file_bytes is not None:
+        mime_type = file_validate(
+            plugin, entry, file_bytes, mime_type, settings.WARDEN_MAX_UPLOAD_MB * 2**20
+        )
+    return JobInput(plugin, str(entry["name"]), args, file_bytes, mime_type,
+                    timeout_resolve(plugin, timeout_s))
+
+
+def job_create(*, job_input: JobInput) -> Job:
+    """Create the PENDING job row (and store its input file) before any task is queued."""
+    plugin = job_input.plugin
+    job = Job(
+        plugin=plugin,
+        plugin_name=plugin.name,
+        tool=job_input.tool,
+        args=job_input.args,
+        input_mime_type=job_input.mime_type or "",
+        input_size=len(job_input.file_bytes) if job_input.file_bytes is not None else None,
+        timeout_s=job_input.timeout_s,
+        hard_timeout_s=job_input.timeout_s + settings.WARDEN_HARD_GRACE_S,
+        memory_mb=plugin.memory_mb,
+        queue="gpu" if plugin.requires_gpu else "cpu",
+    )
+    with transaction.atomic():
+        if job_input.file_bytes is not None:
+            job.input_file.save("input", ContentFile(job_input.file_bytes), save=False)
+        job.save(force_insert=True)
+    return job
+
+
+def job_claim(*, job_id: str) -> Job | None:
+    """Atomically move a PENDING job to RUNNING for this worker; None if it is not PENDING."""
+    now = timezone.now()
+    job = Job.objects.filter(pk=job_id).only("hard_timeout_s").first()
+    if job is None:
+        return None
+    claimed = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
+        status=JobStatus.RUNNING,
+        started_at=now,
+        deadline_at=now + timedelta(seconds=job.hard_timeout_s),
+        worker_host=socket.gethostname(),
+        worker_pid=os.getpid(),
+    )
+    if not claimed:
+        return None
+    return Job.objects.select_related("plugin").get(pk=job_id)
+
+
+def job_finish(
+    *,
+    job_id: str,
+    result: dict[str, Any] | None = None,
+    error: WardenError | None = None,
+    traceback: str = "",
+    execution_ms: float | None = None,
+    peak_memory_mb: float | None = None,
+) -> bool:
+    """Record a job's end (SUCCESS with `result`, or FAILED with `error`) and the plugin's metrics.
+
+    Idempotent: only a PENDING or RUNNING job changes, so a second call (hooks fire twice, the
+    reaper races the worker) is a no-op. Returns whether this call ended the job.
+    """
+    now = timezone.now()
+    fields: dict[str, Any] = {"finished_at": now}
+    if execution_ms is not None:
+        fields["execution_time_ms"] = round(execution_ms, 3)
+    if peak_memory_mb is not None:
+        fields["peak_memory_mb"] = round(peak_memory_mb, 1)
+    if error is None:
+        fields.update(status=JobStatus.SUCCESS, result=result)
+    else:
+        error.job_id = job_id
+        fields.update(
+            status=JobStatus.FAILED,
+            error=error.as_envelope(),
+            error_type=error.type,
+            traceback=traceback,
+        )
+    with transaction.atomic():
+        ended = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(**fields)
+        if not ended:
+            return False
+        job = Job.objects.only("plugin_id", "status").get(pk=job_id)
+        if job.plugin_id is not None and (error is None or error.type in PLUGIN_FAULTS):
+            plugin_record_outcome(
+                plugin_id=job.plugin_id,
+                error_type=None if error is None else error.type,
+                reason=None if error is None else error.message,
+                execution_ms=execution_ms,
+            )
+    return True
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a PENDING or RUNNING job (FAILED, type Cancelled); raise Conflict once finished."""
+    was_running = job.status == JobStatus.RUNNING
+    ended = job_finish(
+        job_id=str(job.pk),
+        error=WardenError(
+            "Cancelled",
+            f"Job {job.pk} was cancelled while {job.status}",
+            details={"cancelled_while": job.status},
+            plugin=job.plugin_name,
+        ),
+    )
+    job.refresh_from_db()
+    if not ended:
+        raise WardenError(
+            "Conflict",
+            f"Job {job.pk} already finished with status {job.status}",
+            details={"status": job.status},
+            plugin=job.plugin_name,
+            job_id=str(job.pk),
+        )
+    job.was_running = was_running  # type: ignore[attr-defined]
+    return job
+
+
+def job_fail_unqueued(*, job_id: str, reason: str) -> None:
+    """Fail a job whose task could not be queued (broker or worker unreachable)."""
+    job_finish(job_id=job_id, error=WardenError("ServiceUnavailable", reason))
+
+
+def jobs_reap() -> dict[str, int]:
+    """Fail RUNNING jobs past their hard deadline and PENDING jobs past WARDEN_PENDING_TTL_S.
+
+    Returns how many of each were failed.
+    """
+    now = timezone.now()
+    # A margin past the hard deadline leaves the worker's own hooks time to record the end.
+    stale_running = Job.objects.filter(
+        status=JobStatus.RUNNING, deadline_at__lt=now - timedelta(seconds=30)
+    ).values_list("pk", "plugin_name", "worker_host", "hard_timeout_s")
+    stale_pending = Job.objects.filter(
+        status=JobStatus.PENDING,
+        created_at__lt=now - timedelta(seconds=settings.WARDEN_PENDING_TTL_S),
+    ).values_list("pk", "plugin_name", "queue")
+    counts = {"running": 0, "pending": 0}
+    for pk, plugin, host, hard in stale_running:
+        counts["running"] += job_finish(
+            job_id=str(pk),
+            error=WardenError(
+                "PluginCrashed",
+                f"Job of plugin '{plugin}' was still RUNNING past its {hard:g} s hard deadline; "
+                f"its worker ({host or 'unknown host'}) died or lost contact",
+                details={"reaped": True, "worker_host": host},
+                plugin=plugin,
+            ),
+        )
+    for pk, plugin, queue in stale_pending:
+        counts["pending"] += job_finish(
+            job_id=str(pk),
+            error=WardenError(
+                "ServiceUnavailable",
+                f"No worker took the job within {settings.WARDEN_PENDING_TTL_S} s "
+                f"(is a worker consuming queue '{queue}'?)",
+                details={"reaped": True, "queue": queue},
+                plugin=plugin,
+            ),
+        )
+    return counts
+
+
+def jobs_purge(*, older_than_days: int | None = None) -> int:
+    """Delete finished jobs older than the retention period, with their stored inputs.
+
+    Returns the number of jobs deleted.
+    """
+    days = settings.WARDEN_JOB_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    old = Job.objects.exclude(status__in=ACTIVE_STATUSES).filter(finished_at__lt=cutoff)
+    deleted = 0
+    for job in old.iterator():
+        if job.input_file:
+            job.input_file.delete(save=False)
+        job.delete()
+        deleted += 1
+    return deleted
+
+
+def error_for_envelope(data: dict[str, Any]) -> WardenError:
+    """Rebuild a WardenError from a stored envelope (to re-raise a finished job's error)."""
+    err = data.get("error", {})
+    return WardenError(
+        err.get("type", "PluginError"),
+        err.get("message", ""),
+        details=err.get("details"),
+        plugin=err.get("plugin"),
+        job_id=err.get("job_id"),
+    )
+

@@ -1,0 +1,62 @@
+"""Worker signal handlers: child set-up, plugin sync and heartbeat at start, clean shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import connections
+
+logger = logging.getLogger(__name__)
+_heartbeat: Any = None
+
+
+@worker_process_init.connect
+def configure_child(**_: Any) -> None:
+    """In each new worker child: fresh DB connections and single-threaded numeric libraries.
+
+    torch is never imported in the parent (forking after torch ops deadlocks children), so it is
+    not imported here either: OMP_NUM_THREADS covers a later import, and ToolRunner calls
+    torch.set_num_threads(1) once a plugin has imported torch.
+    """
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+@worker_ready.connect
+def on_worker_ready(sender: Any = None, **_: Any) -> None:
+    """Re-probe plugins (unless disabled) and start announcing this worker's queues."""
+    global _heartbeat
+    from .workers import Heartbeat
+
+    if settings.WARDEN_SYNC_ON_WORKER_START:
+        from plugins_app.services import plugin_sync
+
+        try:
+            outcomes = plugin_sync()
+            logger.info("plugin sync at worker start: %d plugin(s)", len(outcomes))
+        except Exception:
+            logger.exception("plugin sync at worker start failed")
+        finally:
+            connections.close_all()
+    queues = [q.name for q in sender.app.amqp.queues.consume_from.values()] if sender else []
+    hostname = getattr(sender, "hostname", None) or os.uname().nodename
+    _heartbeat = Heartbeat(hostname, queues or ["cpu"])
+    _heartbeat.start()
+
+
+@worker_shutdown.connect
+def on_worker_shutdown(**_: Any) -> None:
+    """Withdraw the heartbeat so the API stops sending work here."""
+    if _heartbeat is not None:
+        _heartbeat.stop()

@@ -1,0 +1,219 @@
+"""Celery tasks: thin interfaces that take a job id and call one service.
+
+Limits and failure bookkeeping live on the task's Request class, whose hooks run in the worker's
+main process, so a job ends FAILED with the right type even when its child was killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+from typing import Any
+
+from billiard.einfo import ExceptionInfo
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
+from celery import Task, shared_task
+from celery.worker.request import Request
+from django.conf import settings
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
+
+from project.errors import WardenError
+
+from .models import Job
+from .services import job_claim, job_fail_unqueued, job_finish, jobs_purge, jobs_reap
+from .watchdog import read_marker
+from .workers import live_workers
+
+logger = logging.getLogger(__name__)
+_EXIT_RE = re.compile(r"signal (\d+)|exitcode (\d+)")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _job_label(job_id: str) -> tuple[str, str, float]:
+    job = Job.objects.filter(pk=job_id).values("plugin_name", "tool", "timeout_s").first()
+    if job is None:
+        return "?", "?", 0.0
+    return job["plugin_name"], job["tool"], job["timeout_s"]
+
+
+def job_fail_hard_timeout(job_id: str) -> None:
+    """Record a job whose child was killed at the hard time limit."""
+    plugin, tool, soft = _job_label(job_id)
+    hard = soft + settings.WARDEN_HARD_GRACE_S
+    job_finish(
+        job_id=job_id,
+        error=WardenError(
+            "TimeoutError",
+            f"Tool '{tool}' of plugin '{plugin}' exceeded its {soft:g} s time limit and did not "
+            f"stop; its worker process was killed at the {hard:g} s hard limit",
+            details={"limit_s": soft, "hard_limit_s": hard, "kind": "hard"},
+            plugin=plugin,
+        ),
+    )
+
+
+def job_fail_lost(job_id: str, exc: BaseException) -> None:
+    """Record a job whose worker child died: a memory kill (marker present) or a crash."""
+    plugin, tool, _ = _job_label(job_id)
+    marker = read_marker(settings.WARDEN_RUN_DIR, job_id)
+    if marker is not None:
+        job_finish(
+            job_id=job_id,
+            peak_memory_mb=marker.get("peak_mb"),
+            error=WardenError(
+                "MemoryLimitExceeded",
+                f"Tool '{tool}' of plugin '{plugin}' exceeded its {marker.get('limit_mb')} MB "
+                f"memory limit (grew by {marker.get('peak_mb')} MB); its worker process was "
+                "killed and replaced",
+                details={**marker, "kind": "rss"},
+                plugin=plugin,
+            ),
+        )
+        return
+    text = str(exc)
+    match = _EXIT_RE.search(text)
+    details: dict[str, Any] = {"worker_message": text}
+    if match and match.group(1):
+        number = int(match.group(1))
+        how = f"signal {_signal_name(number)}"
+        details.update(signal=_signal_name(number), signal_number=number)
+    elif match and match.group(2):
+        how = f"exit code {match.group(2)}"
+        details["exit_code"] = int(match.group(2))
+    else:
+        how = "unknown cause"
+    job_finish(
+        job_id=job_id,
+        error=WardenError(
+            "PluginCrashed",
+            f"Tool '{tool}' of plugin '{plugin}' crashed its worker process ({how}); "
+            "the worker replaced it",
+            details=details,
+            plugin=plugin,
+        ),
+    )
+
+
+class JobRequest(Request):
+    """Runs in the worker's main process: records ends the child could not record itself."""
+
+    def _job_id(self) -> str | None:
+        job_id = (self.kwargs or {}).get("job_id")
+        return str(job_id) if job_id else None
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        """Hard limit: the child is about to be killed; record the job's end first."""
+        job_id = self._job_id()
+        if not soft and job_id:
+            _guarded(job_fail_hard_timeout, job_id)
+        super().on_timeout(soft, timeout)
+
+    def on_failure(
+        self, exc_info: ExceptionInfo, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        """Map a dead child or a task-level failure onto the job's terminal record."""
+        job_id = self._job_id()
+        exc = exc_info.exception
+        if job_id:
+            if isinstance(exc, TimeLimitExceeded):
+                _guarded(job_fail_hard_timeout, job_id)
+            elif isinstance(exc, WorkerLostError):
+                _guarded(job_fail_lost, job_id, exc)
+            else:
+                _guarded(
+                    job_finish,
+                    job_id=job_id,
+                    error=WardenError(
+                        "ServiceUnavailable",
+                        f"The worker could not complete the job: {type(exc).__name__}: {exc}",
+                        details={"exception": type(exc).__name__},
+                    ),
+                    traceback=str(exc_info.traceback or ""),
+                )
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
+def _guarded(func: Any, *args: Any, **kwargs: Any) -> None:
+    """Hooks run on the worker's main loop: log a failure there rather than kill the worker."""
+    try:
+        func(*args, **kwargs)
+    except Exception:
+        logger.exception("could not record the end of job %s", args or kwargs)
+
+
+class JobTask(Task):  # type: ignore[misc]
+    Request = JobRequest
+    acks_late = True
+    reject_on_worker_lost = False
+    max_retries = 0
+
+
+@shared_task(base=JobTask, name="execution_app.tasks.run_job", bind=True)
+def run_job(self: JobTask, *, job_id: str) -> str:
+    """Claim and run one job; return its final status ('SKIPPED' if it was not PENDING)."""
+    from .runner import ToolRunner
+
+    job = job_claim(job_id=job_id)
+    if job is None:
+        return "SKIPPED"
+    return "SUCCESS" if ToolRunner().execute(job) else "FAILED"
+
+
+@shared_task(name="execution_app.tasks.reap_jobs")
+def reap_jobs() -> dict[str, int]:
+    """Fail jobs that no worker will ever finish (beat, every 15 s)."""
+    return jobs_reap()
+
+
+@shared_task(name="execution_app.tasks.purge_jobs")
+def purge_jobs() -> int:
+    """Delete finished jobs past WARDEN_JOB_RETENTION_DAYS (beat, hourly)."""
+    return jobs_purge()
+
+
+def job_dispatch(job: Job) -> None:
+    """Queue `job` on its queue with its limits; on an unreachable broker or no live worker,
+    fail the job and raise ServiceUnavailable (503)."""
+    job_id = str(job.pk)
+    try:
+        if not live_workers(job.queue):
+            reason = f"No worker is consuming queue '{job.queue}'; start one (see docs/operations.md)"
+            job_fail_unqueued(job_id=job_id, reason=reason)
+            raise WardenError(
+                "ServiceUnavailable", reason, details={"queue": job.queue},
+                plugin=job.plugin_name, job_id=job_id,
+            )
+        run_job.apply_async(
+            kwargs={"job_id": job_id},
+            task_id=job_id,
+            queue=job.queue,
+            soft_time_limit=job.timeout_s,
+            time_limit=job.hard_timeout_s,
+        )
+    except (KombuOperationalError, RedisError, OSError) as exc:
+        reason = f"Message broker unreachable: {type(exc).__name__}: {exc}"
+        job_fail_unqueued(job_id=job_id, reason=reason)
+        raise WardenError(
+            "ServiceUnavailable", reason, plugin=job.plugin_name, job_id=job_id
+        ) from exc
+
+
+def job_revoke(job: Job) -> None:
+    """Stop a cancelled job's task: drop it if queued, kill its child if running (best effort:
+    the job row already says Cancelled, and a worker never runs a job that is not PENDING)."""
+    from celery import current_app
+
+    try:
+        current_app.control.revoke(
+            str(job.pk), terminate=getattr(job, "was_running", False), signal="SIGKILL"
+        )
+    except (KombuOperationalError, RedisError, OSError) as exc:
+        logger.warning("could not revoke job %s: %s", job.pk, exc)

@@ -1,0 +1,181 @@
+"""Input and output checks shared by the API (before a job is queued) and ToolRunner."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+from typing import Any
+
+import jsonschema
+
+from plugins_app.models import PluginRecord
+from project.errors import WardenError
+
+# Leading bytes of the file types plugins commonly declare.
+_SIGNATURES: list[tuple[bytes, int, str]] = [
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"GIF87a", 0, "image/gif"),
+    (b"GIF89a", 0, "image/gif"),
+    (b"BM", 0, "image/bmp"),
+    (b"II*\x00", 0, "image/tiff"),
+    (b"MM\x00*", 0, "image/tiff"),
+    (b"%PDF-", 0, "application/pdf"),
+    (b"WEBP", 8, "image/webp"),
+]
+
+
+def sniff_mime_type(data: bytes) -> str | None:
+    """Return the MIME type the file's leading bytes announce, or None if unknown."""
+    for magic, offset, mime in _SIGNATURES:
+        if data[offset : offset + len(magic)] == magic:
+            return mime
+    return None
+
+
+def plugin_admit(plugin: PluginRecord) -> None:
+    """Raise PluginUnavailable unless the plugin accepts jobs (CONTRACT.md §3 rule 5)."""
+    if plugin.accepting_jobs:
+        return
+    if plugin.quarantined:
+        why = f"quarantined: {plugin.reason}"
+    elif plugin.shadowed or plugin.missing:
+        why = f"{plugin.state}: {plugin.reason}"
+    elif plugin.state == "LOADED":
+        why = "LOADED: not probed yet; run `manage.py plugins sync`"
+    else:
+        why = f"{plugin.state}: {plugin.reason}"
+    raise WardenError(
+        "PluginUnavailable",
+        f"Plugin '{plugin.name}' is not accepting jobs ({why})",
+        details={"state": plugin.state, "reason": plugin.reason, "hint": plugin.hint,
+                 "quarantined": plugin.quarantined},
+        plugin=plugin.name,
+    )
+
+
+def tool_resolve(plugin: PluginRecord, tool: str | None) -> dict[str, Any]:
+    """Return the manifest entry of `tool` (the default tool when None); raise ValidationError."""
+    entry = plugin.tool(tool)
+    if entry is None:
+        names = [t.get("name") for t in plugin.tools or []]
+        raise WardenError(
+            "ValidationError",
+            f"Plugin '{plugin.name}' has no tool '{tool}' (tools: {', '.join(map(str, names))})",
+            details={"field": "tool", "tools": names},
+            plugin=plugin.name,
+        )
+    return entry
+
+
+def args_validate(plugin: PluginRecord, tool: dict[str, Any], args: Any) -> None:
+    """Raise ValidationError unless `args` is an object matching the tool's input_schema."""
+    if not isinstance(args, dict):
+        raise WardenError(
+            "ValidationError", "'args' must be a JSON object", details={"field": "args"},
+            plugin=plugin.name,
+        )
+    schema = tool.get("input_schema")
+    if not schema:
+        return
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(args), key=lambda e: list(e.path)
+    )
+    if errors:
+        problems = [
+            {"path": "/".join(map(str, e.absolute_path)) or "/", "message": e.message}
+            for e in errors
+        ]
+        first = problems[0]
+        raise WardenError(
+            "ValidationError",
+            f"args of tool '{tool['name']}' do not match its input_schema: "
+            f"{first['path']}: {first['message']}",
+            details={"field": "args", "errors": problems},
+            plugin=plugin.name,
+        )
+
+
+def file_validate(
+    plugin: PluginRecord, tool: dict[str, Any], data: bytes, declared: str | None, max_bytes: int
+) -> str:
+    """Check an uploaded file's size and type; return its MIME type. Raises WardenError."""
+    if not data:
+        raise WardenError(
+            "ValidationError", "The uploaded file is empty", details={"field": "file"},
+            plugin=plugin.name,
+        )
+    if len(data) > max_bytes:
+        raise WardenError(
+            "PayloadTooLarge",
+            f"The uploaded file is {len(data)} bytes; the limit is {max_bytes} bytes",
+            details={"size": len(data), "limit": max_bytes},
+            plugin=plugin.name,
+        )
+    sniffed = sniff_mime_type(data)
+    declared = (declared or "").split(";")[0].strip().lower() or None
+    if declared and sniffed and declared != sniffed:
+        raise WardenError(
+            "ValidationError",
+            f"The file's content is {sniffed} but mime_type says {declared}",
+            details={"field": "mime_type", "declared": declared, "detected": sniffed},
+            plugin=plugin.name,
+        )
+    mime = declared or sniffed or "application/octet-stream"
+    accepted = list(tool.get("input_types") or [])
+    if accepted and not any(fnmatch.fnmatch(mime, pattern) for pattern in accepted):
+        raise WardenError(
+            "ValidationError",
+            f"Tool '{tool['name']}' accepts {', '.join(accepted)}, not {mime}",
+            details={"field": "file", "mime_type": mime, "accepted": accepted},
+            plugin=plugin.name,
+        )
+    return mime
+
+
+def output_validate(plugin: PluginRecord, tool: dict[str, Any], output: Any) -> dict[str, Any]:
+    """Return the tool's output if it is a JSON-serialisable dict matching output_schema.
+
+    Raises OutputValidationError otherwise.
+    """
+
+    def fail(message: str, **details: Any) -> WardenError:
+        return WardenError(
+            "OutputValidationError",
+            f"Tool '{tool['name']}' of plugin '{plugin.name}' returned {message}",
+            details=details,
+            plugin=plugin.name,
+        )
+
+    if not isinstance(output, dict):
+        raise fail(f"{type(output).__name__}, not a dict", returned_type=type(output).__name__)
+    try:
+        text = json.dumps(output, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise fail(f"a value that is not JSON-serialisable ({exc})") from exc
+    result: dict[str, Any] = json.loads(text)
+    schema = tool.get("output_schema")
+    if schema:
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(schema).iter_errors(result)
+        )
+        if error is not None:
+            where = "/".join(map(str, error.absolute_path)) or "/"
+            raise fail(
+                f"output violating its output_schema at {where}: {error.message}",
+                path=where,
+                schema_error=error.message,
+            )
+    return result
+
+
+def timeout_resolve(plugin: PluginRecord, requested: float | None) -> float:
+    """Return the soft limit: the plugin's timeout_s, lowered (never raised) by the request."""
+    if requested is None:
+        return plugin.timeout_s
+    if not math.isfinite(requested) or requested <= 0:
+        raise WardenError(
+            "ValidationError", "timeout_s must be a positive number", details={"field": "timeout_s"}
+        )
+    return min(plugin.timeout_s, requested)

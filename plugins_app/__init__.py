@@ -1,0 +1,1 @@
+"""The plugin host: discovery, dependency checks, isolated probing, health."""

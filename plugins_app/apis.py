@@ -1,0 +1,46 @@
+"""Health API: reads the registry only, never plugin code."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from project.errors import WardenError
+
+from .selectors import plugin_get, plugin_health, plugin_list
+from .serializers import PluginHealthSerializer
+
+
+class HealthPermission(BasePermission):
+    """Public unless WARDEN_PUBLIC_HEALTH=false, then token-authenticated."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:  # type: ignore[override]
+        if settings.WARDEN_PUBLIC_HEALTH:
+            return AllowAny().has_permission(request, view)
+        return IsAuthenticated().has_permission(request, view)
+
+
+class PluginListApi(APIView):
+    permission_classes = [HealthPermission]
+
+    @extend_schema(responses=PluginHealthSerializer(many=True), operation_id="plugins_list")
+    def get(self, request: Request) -> Response:
+        """Every plugin's health record, sorted by name."""
+        records = [plugin_health(p) for p in plugin_list()]
+        return Response(PluginHealthSerializer(records, many=True).data)
+
+
+class PluginHealthApi(APIView):
+    permission_classes = [HealthPermission]
+
+    @extend_schema(responses=PluginHealthSerializer, operation_id="plugins_health")
+    def get(self, request: Request, name: str) -> Response:
+        """One plugin's health record; 404 PluginNotFound if no plugin has that name."""
+        plugin = plugin_get(name=name)
+        if plugin is None:
+            raise WardenError("PluginNotFound", f"No plugin named '{name}'", status=404)
+        return Response(PluginHealthSerializer(plugin_health(plugin)).data)

@@ -1,0 +1,76 @@
+"""Import a plugin's class from its folder or package. Never imports Django.
+
+Only the probe child process and execution_app.runner.ToolRunner may call this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+PACKAGE_ROOT = "warden_plugins"
+
+
+class EntrypointError(Exception):
+    """The manifest's entrypoint does not name a class in the plugin's module."""
+
+
+def _plugin_package(name: str, folder: Path, fresh: bool) -> str:
+    """Register `warden_plugins.<name>` as a package whose path is the plugin folder.
+
+    Each plugin gets its own namespace, so two plugins' `plugin.py` never collide and a plugin
+    may import its sibling modules relatively (`from . import helpers`).
+    """
+    if PACKAGE_ROOT not in sys.modules:
+        root = types.ModuleType(PACKAGE_ROOT)
+        root.__path__ = []
+        sys.modules[PACKAGE_ROOT] = root
+    package_name = f"{PACKAGE_ROOT}.{name}"
+    package = sys.modules.get(package_name)
+    if fresh or package is None or list(getattr(package, "__path__", [])) != [str(folder)]:
+        for key in [k for k in sys.modules if k == package_name or k.startswith(package_name + ".")]:
+            del sys.modules[key]
+        package = types.ModuleType(package_name)
+        package.__path__ = [str(folder)]
+        package.__file__ = str(folder / "__init__.py")
+        package.__package__ = package_name
+        sys.modules[package_name] = package
+    return package_name
+
+
+def load_plugin_class(
+    *, name: str, folder: str | None, entrypoint: str, source: str, fresh: bool = False
+) -> type[Any]:
+    """Import the plugin module and return its class; `fresh` re-imports a folder plugin.
+
+    Raises whatever the plugin's import raises, or EntrypointError if the class is missing.
+    """
+    module_name, _, class_name = entrypoint.partition(":")
+    if source == "directory" and folder:
+        qualified = f"{_plugin_package(name, Path(folder), fresh)}.{module_name}"
+    else:
+        qualified = module_name
+    module = importlib.import_module(qualified)
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        raise EntrypointError(
+            f"entrypoint '{entrypoint}': module '{module_name}' has no class '{class_name}'"
+        )
+    if not callable(getattr(cls, "run", None)):
+        raise EntrypointError(f"entrypoint '{entrypoint}': class '{class_name}' has no run() method")
+    return cls
+
+
+def instantiate(cls: type[Any]) -> Any:
+    """Create the plugin instance (its `__init__` takes no arguments)."""
+    return cls()
+
+
+def call_validate(instance: Any) -> None:
+    """Call the optional `validate()` hook."""
+    validate = getattr(instance, "validate", None)
+    if callable(validate):
+        validate()

@@ -1,0 +1,198 @@
+"""Isolated probing: each plugin's import, __init__ and validate() run in a child process.
+
+A probe that raises, crashes, hangs or allocates without bound marks only its own plugin FAILED;
+the caller never imports plugin code. Probes of many plugins run in parallel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+POLL_S = 0.01
+STAGE_LABELS = {"import": "import", "init": "__init__", "validate": "validate()"}
+ERROR_PREFIX = {"import": "ImportError", "init": "InitError", "validate": "ValidationFailed"}
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """What to probe: the plugin as the loader needs it."""
+
+    name: str
+    folder: str | None
+    entrypoint: str
+    source: str
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of one probe: ok, or a precise reason (and hint, traceback)."""
+
+    ok: bool
+    reason: str | None = None
+    hint: str | None = None
+    traceback: str = ""
+    duration_ms: float = 0.0
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _parse(lines: str) -> tuple[str, dict[str, object] | None]:
+    stage, outcome = "import", None
+    for line in lines.splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if "stage" in message and "ok" not in message:
+            stage = str(message["stage"])
+        elif "ok" in message:
+            outcome = message
+    return stage, outcome
+
+
+def _failure_reason(spec: ProbeSpec, outcome: dict[str, object]) -> tuple[str, str]:
+    stage = str(outcome["stage"])
+    exc_type = str(outcome["exc_type"])
+    message = str(outcome["message"]).strip()
+    if exc_type == "EntrypointError":
+        return (
+            f"EntrypointError: {message}",
+            "fix 'entrypoint' in manifest.json: it must be 'module:Class' naming a class with a "
+            "run(tool, args) method",
+        )
+    prefix = ERROR_PREFIX.get(stage, "ProbeError")
+    detail = f"{exc_type}: {message}" if message else exc_type
+    where = {"import": "importing the module", "init": "__init__()", "validate": "validate()"}
+    hint = (
+        f"fix the {exc_type} raised by {where.get(stage, stage)} of plugin '{spec.name}', then "
+        f"re-probe; the traceback is in `manage.py plugins check {spec.name}` and the admin"
+    )
+    return f"{prefix}: {detail}", hint
+
+
+def probe_one(spec: ProbeSpec, *, timeout_s: float, memory_mb: int) -> ProbeResult:
+    """Probe one plugin in a fresh process; never raises for anything the plugin does."""
+    started = time.monotonic()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    payload = json.dumps(spec.__dict__)
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "plugins_app.probe_child", payload],
+            stdin=subprocess.DEVNULL,
+            stdout=out_file,
+            stderr=err_file,
+            cwd=str(PROJECT_ROOT),
+            env=env,
+            start_new_session=True,
+        )
+        killed_for: str | None = None
+        peak_mb = 0.0
+        try:
+            handle: psutil.Process | None = psutil.Process(proc.pid)
+        except psutil.Error:
+            handle = None
+        while proc.poll() is None:
+            if time.monotonic() - started > timeout_s:
+                killed_for = "timeout"
+            elif handle is not None:
+                try:
+                    peak_mb = max(peak_mb, handle.memory_info().rss / 2**20)
+                except psutil.Error:
+                    pass
+                if peak_mb > memory_mb:
+                    killed_for = "memory"
+            if killed_for:
+                _kill_group(proc)
+                break
+            time.sleep(POLL_S)
+        proc.wait()
+        out_file.seek(0)
+        stage, outcome = _parse(out_file.read().decode("utf-8", "replace"))
+        err_file.seek(0)
+        stderr_tail = err_file.read()[-4000:].decode("utf-8", "replace")
+    duration_ms = (time.monotonic() - started) * 1000
+    label = STAGE_LABELS.get(stage, stage)
+    if killed_for == "timeout":
+        return ProbeResult(
+            False,
+            f"{label} did not finish within the {timeout_s:g} s probe timeout "
+            "(probe process killed)",
+            f"make {label} of plugin '{spec.name}' return promptly (load heavy models lazily), "
+            "or raise WARDEN_PROBE_TIMEOUT_S",
+            stderr_tail,
+            duration_ms,
+        )
+    if killed_for == "memory":
+        return ProbeResult(
+            False,
+            f"{label} exceeded the probe memory limit of {memory_mb} MB "
+            f"(RSS reached {peak_mb:.0f} MB; probe process killed)",
+            f"reduce the memory plugin '{spec.name}' uses at {label}, or raise "
+            "WARDEN_PROBE_MEMORY_MB",
+            stderr_tail,
+            duration_ms,
+        )
+    if outcome is not None and outcome.get("ok"):
+        return ProbeResult(True, duration_ms=duration_ms)
+    if outcome is not None:
+        reason, hint = _failure_reason(spec, outcome)
+        return ProbeResult(False, reason, hint, str(outcome.get("traceback", "")), duration_ms)
+    code = proc.returncode
+    how = f"signal {_signal_name(-code)}" if code < 0 else f"exit code {code}"
+    return ProbeResult(
+        False,
+        f"{label} crashed the probe process ({how})",
+        f"plugin '{spec.name}' killed its process during {label} (native crash, os._exit or "
+        "the kernel OOM killer); run it by hand to see why",
+        stderr_tail,
+        duration_ms,
+    )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def probe_many(
+    specs: Sequence[ProbeSpec],
+    *,
+    timeout_s: float,
+    memory_mb: int,
+    concurrency: int,
+    on_done: Callable[[ProbeSpec, ProbeResult], None] | None = None,
+) -> dict[str, ProbeResult]:
+    """Probe every spec in parallel; return results by plugin name."""
+    results: dict[str, ProbeResult] = {}
+
+    def work(spec: ProbeSpec) -> None:
+        result = probe_one(spec, timeout_s=timeout_s, memory_mb=memory_mb)
+        results[spec.name] = result
+        if on_done is not None:
+            on_done(spec, result)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="probe") as pool:
+        list(pool.map(work, specs))
+    return results

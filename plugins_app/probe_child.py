@@ -1,0 +1,60 @@
+"""The isolated probe process: import, __init__ and validate() one plugin. Never imports Django.
+
+Run as `python -m plugins_app.probe_child '<json spec>'`. Progress and the outcome are written as
+JSON lines to the original stdout; the plugin's own prints go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+MAX_TRACEBACK = 20_000
+
+
+def main(argv: list[str]) -> int:
+    """Probe the plugin described by argv[1]; always exits 0 when the plugin lets it."""
+    spec = json.loads(argv[1])
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything the plugin prints must not corrupt the result channel
+
+    def emit(message: dict[str, Any]) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    from plugins_app.loader import call_validate, instantiate, load_plugin_class
+
+    stage = "import"
+    try:
+        emit({"stage": stage})
+        cls = load_plugin_class(
+            name=spec["name"], folder=spec["folder"], entrypoint=spec["entrypoint"],
+            source=spec["source"],
+        )
+        stage = "init"
+        emit({"stage": stage})
+        instance = instantiate(cls)
+        stage = "validate"
+        emit({"stage": stage})
+        call_validate(instance)
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported, SystemExit included
+        emit(
+            {
+                "ok": False,
+                "stage": stage,
+                "exc_type": type(exc).__name__,
+                "exc_module": type(exc).__module__,
+                "message": str(exc),
+                "traceback": traceback.format_exc()[-MAX_TRACEBACK:],
+            }
+        )
+        return 0
+    emit({"ok": True})
+    return 0
+
+
+if __name__ == "__main__":
+    os._exit(main(sys.argv))  # skip interpreter teardown: plugin threads must not hang the probe
