@@ -11,7 +11,7 @@ import re
 import signal
 from typing import Any
 
-from billiard.einfo import ExceptionInfo
+from billiard.einfo import ExceptionInfo, ExceptionWithTraceback
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task, shared_task
 from celery.worker.request import Request
@@ -122,6 +122,8 @@ class JobRequest(Request):
         """Map a dead child or a task-level failure onto the job's terminal record."""
         job_id = self._job_id()
         exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):  # how the pool hands over a lost child
+            exc = exc.exc
         if job_id:
             if isinstance(exc, TimeLimitExceeded):
                 _guarded(job_fail_hard_timeout, job_id)

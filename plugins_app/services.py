@@ -139,7 +139,11 @@ def plugin_sync(
     that their manifests are re-read. Records whose plugin vanished are kept, marked UNAVAILABLE.
     """
     say = progress or (lambda _msg: None)
-    candidates = discover(plugin_dirs if plugin_dirs is not None else settings.WARDEN_PLUGIN_DIRS)
+    dirs = list(plugin_dirs if plugin_dirs is not None else settings.WARDEN_PLUGIN_DIRS)
+    if locations is not None:
+        # Re-probing a record found under a directory that is no longer configured still works.
+        dirs += [Path(loc).parent for loc in locations if not loc.startswith("entry-point:")]
+    candidates = discover(list(dict.fromkeys(Path(d).resolve() for d in dirs)))
     found = {c.location for c in candidates}
     if locations is not None:
         candidates = [c for c in candidates if c.location in locations]

@@ -1,0 +1,108 @@
+"""Shared fixtures: API clients, plugin sync helpers, and the real Redis + Celery worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.harness import ROOT, Proc, process_env, start_redis, start_worker, wait_until
+
+TESTS = Path(__file__).resolve().parent
+RUNTIME_PLUGINS = TESTS / "plugins" / "runtime"
+PROBE_FAULTS = TESTS / "plugins" / "probe_faults"
+SAMPLES = ROOT / "plugin_packages"
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    """An unauthenticated DRF test client."""
+    return APIClient()
+
+
+@pytest.fixture
+def auth_client(db: None) -> APIClient:
+    """A DRF test client authenticated with a real token."""
+    user = User.objects.create_user("alice", password="pw-alice")
+    token = Token.objects.create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def sync_plugins(db: None) -> Callable[..., list[Any]]:
+    """Run the real plugin sync over the given plugin directories."""
+    from plugins_app.services import plugin_sync
+
+    def run(*dirs: Path, **kwargs: Any) -> list[Any]:
+        return plugin_sync(plugin_dirs=list(dirs), **kwargs)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def redis_proc() -> Iterator[Proc]:
+    """A real redis-server on the port the test settings point at."""
+    port = int(settings.CELERY_BROKER_URL.rsplit(":", 1)[1].split("/")[0])
+    proc = start_redis(port, Path(settings.VAR_DIR) / "redis")
+    yield proc
+    proc.stop()
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    """Environment for processes that must share this test run's database, Redis and var dir."""
+    from django.db import connection
+
+    return process_env(
+        {
+            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+            "WARDEN_REDIS_URL": settings.CELERY_BROKER_URL,
+            "WARDEN_VAR_DIR": str(settings.VAR_DIR),
+            "WARDEN_HARD_GRACE_S": str(settings.WARDEN_HARD_GRACE_S),
+            "WARDEN_SYNC_ON_WORKER_START": "0",
+            **extra,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    django_db_setup: None, django_db_blocker: Any, redis_proc: Proc
+) -> Iterator[Proc]:
+    """A real prefork Celery worker (concurrency 2) shared by the tests that need one."""
+    with django_db_blocker.unblock():
+        env = worker_env()
+    proc = start_worker(env, Path(settings.VAR_DIR) / "worker.log")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def live(transactional_db: None, celery_worker: Proc, sync_plugins: Any) -> Proc:
+    """A test that runs jobs on the real worker: committed data, samples and fault plugins synced."""
+    assert celery_worker.alive(), celery_worker.log_text()
+    sync_plugins(SAMPLES, RUNTIME_PLUGINS)
+    return celery_worker
+
+
+@pytest.fixture
+def job_done() -> Callable[[str, float], Any]:
+    """Wait (polling the database) until a job is terminal; return it."""
+    from execution_app.models import Job
+
+    def wait(job_id: str, timeout: float = 30) -> Any:
+        def terminal() -> Any:
+            job = Job.objects.get(pk=job_id)
+            return job if job.is_terminal else None
+
+        return wait_until(terminal, timeout, f"job {job_id} to finish")
+
+    return wait
+

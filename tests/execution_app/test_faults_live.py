@@ -1,0 +1,236 @@
+"""Every plugin fault against a real prefork worker and Redis: right terminal state, right
+error type and details, right plugin health, and the worker keeps serving."""
+
+from __future__ import annotations
+
+import pytest
+
+from execution_app.models import Job
+from plugins_app.models import PluginRecord
+
+pytestmark = pytest.mark.slow
+
+
+def analyze(client, tool, args=None, plugin="faulty", **extra):
+    body = {"plugin": plugin, "tool": tool, "args": args or {}, **extra}
+    response = client.post("/v1/analyze-execution", body, format="json")
+    assert response.status_code != 500
+    return response
+
+
+def health(client, name="faulty"):
+    return client.get(f"/v1/plugins/{name}/health").json()
+
+
+def assert_serving(client):
+    """The worker still runs the next job, and the plugin recovers to INITIALIZED."""
+    response = analyze(client, "ok", {"n": 1})
+    assert response.status_code == 200, response.json()
+    assert response.json()["result"] == {"ok": True, "n": 1}
+
+
+def error_of(response):
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"type", "message", "details", "plugin", "job_id", "timestamp"}
+    return body["error"]
+
+
+def test_it_returns_the_result_and_counts_a_success(live, auth_client):
+    response = analyze(auth_client, "ok", {"n": 3})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "SUCCESS"
+    assert body["plugin"] == "faulty" and body["tool"] == "ok"
+    assert body["result"] == {"ok": True, "n": 3}
+    assert body["execution_time_ms"] >= 0
+    job = Job.objects.get(pk=body["job_id"])
+    assert job.status == "SUCCESS" and job.started_at and job.finished_at
+    record = health(auth_client)
+    assert (record["state"], record["success_count"], record["error_count"]) == ("INITIALIZED", 1, 0)
+    assert record["last_execution_time_ms"] == job.execution_time_ms
+
+
+def test_it_marks_plugin_failed_when_the_tool_raises(live, auth_client):
+    response = analyze(auth_client, "raise")
+
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["type"] == "PluginError"
+    assert error["message"] == "Tool 'raise' of plugin 'faulty' raised ValueError: boom"
+    assert error["plugin"] == "faulty"
+    assert "Traceback" not in response.content.decode()
+    job = Job.objects.get(pk=error["job_id"])
+    assert job.status == "FAILED" and job.error_type == "PluginError"
+    assert "ValueError: boom" in job.traceback
+    record = health(auth_client)
+    assert record["state"] == "FAILED"
+    assert record["reason"] == "PluginError: Tool 'raise' of plugin 'faulty' raised ValueError: boom"
+    assert (record["error_count"], record["consecutive_failures"]) == (1, 1)
+    assert record["accepting_jobs"] is True
+    assert_serving(auth_client)
+    after = health(auth_client)
+    assert (after["state"], after["consecutive_failures"], after["success_count"]) == ("INITIALIZED", 0, 1)
+
+
+def test_it_treats_invalid_input_as_a_client_error(live, auth_client):
+    response = analyze(auth_client, "invalid_input")
+
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["type"] == "ValidationError"
+    assert error["message"] == "argument 'n' must be even"
+    record = health(auth_client)
+    assert (record["state"], record["error_count"], record["success_count"]) == ("INITIALIZED", 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("tool", "message"),
+    [
+        ("return_none", "Tool 'return_none' of plugin 'faulty' returned NoneType, not a dict"),
+        ("return_list", "Tool 'return_list' of plugin 'faulty' returned list, not a dict"),
+        ("return_nonjson", "Tool 'return_nonjson' of plugin 'faulty' returned a value that is not "
+                           "JSON-serialisable (Object of type object is not JSON serializable)"),
+        ("bad_output", "Tool 'bad_output' of plugin 'faulty' returned output violating its "
+                       "output_schema at value: 'not an integer' is not of type 'integer'"),
+    ],
+)
+def test_it_rejects_bad_output(live, auth_client, tool, message):
+    response = analyze(auth_client, tool)
+
+    assert response.status_code == 400
+    error = error_of(response)
+    assert (error["type"], error["message"]) == ("OutputValidationError", message)
+    record = health(auth_client)
+    assert (record["state"], record["error_count"]) == ("FAILED", 1)
+    assert_serving(auth_client)
+
+
+def test_it_interrupts_a_tool_at_the_soft_limit(live, auth_client):
+    response = analyze(auth_client, "sleep", {"seconds": 30}, timeout_s=1)
+
+    error = error_of(response)
+    assert response.status_code == 400
+    assert error["type"] == "TimeoutError"
+    assert error["details"] == {"limit_s": 1.0, "kind": "soft"}
+    assert error["message"] == "Tool 'sleep' of plugin 'faulty' exceeded its 1 s time limit"
+    job = Job.objects.get(pk=error["job_id"])
+    assert 500 <= job.execution_time_ms < 2500  # the limit counts from task start
+    assert health(auth_client)["state"] == "FAILED"
+    assert_serving(auth_client)
+
+
+@pytest.mark.parametrize("tool", ["spin_native", "ignore_soft"])
+def test_it_kills_a_tool_stuck_past_the_hard_limit(live, auth_client, tool):
+    response = analyze(auth_client, tool, {"seconds": 30}, timeout_s=1)
+
+    error = error_of(response)
+    assert response.status_code == 400
+    assert error["type"] == "TimeoutError"
+    assert error["details"] == {"limit_s": 1.0, "hard_limit_s": 3.0, "kind": "hard"}
+    job = Job.objects.get(pk=error["job_id"])
+    assert job.status == "FAILED"
+    assert (job.finished_at - job.started_at).total_seconds() < 3.0 + 1.0
+    record = health(auth_client)
+    assert (record["state"], record["error_count"]) == ("FAILED", 1)
+    assert_serving(auth_client)
+
+
+def test_it_stops_a_tool_that_allocates_past_its_memory_limit(live, auth_client):
+    response = analyze(auth_client, "alloc")
+
+    error = error_of(response)
+    assert response.status_code == 400
+    assert error["type"] == "MemoryLimitExceeded"
+    assert error["details"]["limit_mb"] == 200
+    assert 200 <= error["details"]["peak_mb"] <= 220
+    job = Job.objects.get(pk=error["job_id"])
+    assert job.peak_memory_mb is not None and job.peak_memory_mb <= 220
+    assert health(auth_client)["state"] == "FAILED"
+    assert_serving(auth_client)
+
+
+@pytest.mark.parametrize(
+    ("tool", "expected"),
+    [
+        ("segfault", {"signal": "SIGSEGV", "signal_number": 11}),
+        ("exit", {"exit_code": 3}),
+    ],
+)
+def test_it_survives_a_tool_that_kills_its_process(live, auth_client, tool, expected):
+    before = analyze(auth_client, "pid").json()["result"]["pid"]
+
+    response = analyze(auth_client, tool)
+
+    error = error_of(response)
+    assert response.status_code == 400
+    assert error["type"] == "PluginCrashed"
+    assert {k: error["details"][k] for k in expected} == expected
+    how = "signal SIGSEGV" if tool == "segfault" else "exit code 3"
+    assert error["message"] == (
+        f"Tool '{tool}' of plugin 'faulty' crashed its worker process ({how}); "
+        "the worker replaced it"
+    )
+    record = health(auth_client)
+    assert (record["state"], record["error_count"], record["success_count"]) == ("FAILED", 1, 1)
+    assert live.alive()
+    assert_serving(auth_client)
+    assert before  # the crashed child was replaced; the worker itself never went away
+
+
+@pytest.mark.parametrize(
+    ("tool", "message", "code"),
+    [
+        ("system_exit", "Tool 'system_exit' of plugin 'faulty' raised SystemExit (exit code 4)", 4),
+        ("keyboard_interrupt", "Tool 'keyboard_interrupt' of plugin 'faulty' raised KeyboardInterrupt", None),
+    ],
+)
+def test_it_reports_system_exit_and_keyboard_interrupt_as_crashes(live, auth_client, tool, message, code):
+    response = analyze(auth_client, tool)
+
+    error = error_of(response)
+    assert (error["type"], error["message"]) == ("PluginCrashed", message)
+    assert error["details"]["exit_code"] == code
+    assert health(auth_client)["state"] == "FAILED"
+    assert_serving(auth_client)
+
+
+def test_it_quarantines_after_consecutive_crashes(live, auth_client, settings):
+    for _ in range(3):
+        assert error_of(analyze(auth_client, "exit"))["type"] == "PluginCrashed"
+
+    record = health(auth_client)
+    assert record["state"] == "FAILED"
+    assert record["accepting_jobs"] is False
+    assert record["reason"].startswith("Quarantined after 3 consecutive crashes/timeouts/memory kills")
+    response = analyze(auth_client, "ok")
+    error = error_of(response)
+    assert (response.status_code, error["type"]) == (400, "PluginUnavailable")
+    assert "quarantined" in error["message"]
+    assert Job.objects.filter(tool="ok").count() == 0  # rejected before a job was queued
+
+    from plugins_app.services import plugin_sync
+
+    plugin_sync(locations=[PluginRecord.objects.get(name="faulty").location])
+    assert health(auth_client)["accepting_jobs"] is True
+    assert_serving(auth_client)
+
+
+def test_it_runs_a_redelivered_message_only_once(live, auth_client, job_done):
+    from execution_app.tasks import run_job
+
+    response = auth_client.post(
+        "/v1/analyze-execution/async", {"plugin": "faulty", "tool": "ok", "args": {"n": 5}},
+        format="json",
+    )
+    assert response.status_code == 202
+    job_id = response.json()["job_id"]
+    job = job_done(job_id)
+    # The same message again, as a broker redelivery would send it.
+    duplicate = run_job.apply_async(kwargs={"job_id": job_id}, queue="cpu")
+
+    assert duplicate.get(timeout=20) == "SKIPPED"
+    job.refresh_from_db()
+    assert job.status == "SUCCESS"
+    assert health(auth_client)["success_count"] == 1
