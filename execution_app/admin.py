@@ -16,23 +16,37 @@ from .models import Job
 from .services import job_cancel
 from .tasks import job_revoke
 
-STATUS_AS_STATE = {"PENDING": "LOADED", "RUNNING": "RUNNING", "SUCCESS": "INITIALIZED",
-                   "FAILED": "FAILED"}
+STATUS_AS_STATE = {
+    "PENDING": "LOADED",
+    "RUNNING": "RUNNING",
+    "SUCCESS": "INITIALIZED",
+    "FAILED": "FAILED",
+}
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = [
-        "id", "plugin_name", "tool", "badge", "error_type", "created_at", "execution_time_ms",
-        "peak_memory_mb", "worker_host",
+        "id",
+        "plugin_name",
+        "tool",
+        "badge",
+        "error_type",
+        "created_at",
+        "execution_time_ms",
+        "peak_memory_mb",
+        "worker_host",
     ]
     list_filter = ["status", "plugin_name", "error_type", "queue", "created_at"]
     search_fields = ["id", "plugin_name", "tool", "error_type"]
     date_hierarchy = "created_at"
     actions = ["cancel"]
-    readonly_fields = [
-        f.name for f in Job._meta.get_fields() if getattr(f, "concrete", False)
-    ] + ["badge", "envelope_pretty", "result_pretty", "traceback_pretty"]
+    readonly_fields = [f.name for f in Job._meta.get_fields() if getattr(f, "concrete", False)] + [
+        "badge",
+        "envelope_pretty",
+        "result_pretty",
+        "traceback_pretty",
+    ]
     exclude = ["error", "result", "traceback"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

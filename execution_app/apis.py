@@ -40,6 +40,15 @@ ERRORS = {
 
 def _submit(request: Request) -> Job:
     """Validate the analyze request, create the job and queue it."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 2**20
+    length = str(request.META.get("CONTENT_LENGTH") or "0")
+    size = int(length) if length.isdigit() else 0
+    if size > limit:  # DRF streams JSON bodies past Django's own size check
+        raise WardenError(
+            "PayloadTooLarge",
+            f"Request body is {size} bytes; the limit is {limit} bytes",
+            details={"size": size, "limit": limit},
+        )
     serializer = AnalyzeRequestSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
@@ -68,8 +77,11 @@ class AnalyzeApi(APIView):
         job = job_wait(job=job, timeout_s=job.hard_timeout_s + settings.WARDEN_SYNC_WAIT_MARGIN_S)
         if job.status == JobStatus.SUCCESS:
             body: dict[str, Any] = {
-                "job_id": job.pk, "plugin": job.plugin_name, "tool": job.tool,
-                "status": job.status, "result": job.result,
+                "job_id": job.pk,
+                "plugin": job.plugin_name,
+                "tool": job.tool,
+                "status": job.status,
+                "result": job.result,
                 "execution_time_ms": job.execution_time_ms,
             }
             return Response(AnalyzeResultSerializer(body).data)
@@ -79,7 +91,8 @@ class AnalyzeApi(APIView):
             "ServiceUnavailable",
             f"Job {job.pk} is still {job.status}; poll /v1/jobs/{job.pk} for its result",
             details={"status": job.status, "url": f"/v1/jobs/{job.pk}"},
-            plugin=job.plugin_name, job_id=str(job.pk),
+            plugin=job.plugin_name,
+            job_id=str(job.pk),
         )
 
 
@@ -101,15 +114,17 @@ class JobListApi(APIView):
         parameters=[
             OpenApiParameter("plugin", str, description="Only this plugin's jobs"),
             OpenApiParameter("status", str, enum=list(JobStatus.values)),
-            OpenApiParameter("limit", int), OpenApiParameter("offset", int),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
         ],
         responses={200: JobSerializer(many=True), **ERRORS},
         operation_id="jobs_list",
     )
     def get(self, request: Request) -> Response:
         """Jobs, newest first, paginated."""
-        jobs = job_list(plugin=request.query_params.get("plugin"),
-                        status=request.query_params.get("status"))
+        jobs = job_list(
+            plugin=request.query_params.get("plugin"), status=request.query_params.get("status")
+        )
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobSerializer(page, many=True).data)

@@ -100,8 +100,11 @@ class ToolRunner:
                 f"{job.memory_mb} MB memory limit"
                 if limited
                 else f"MemoryError: {exc}",
-                details={"limit_mb": job.memory_mb, "kind": "address-space",
-                         "peak_mb": round(watch.peak_growth_mb, 1) if watch else None},
+                details={
+                    "limit_mb": job.memory_mb,
+                    "kind": "address-space",
+                    "peak_mb": round(watch.peak_growth_mb, 1) if watch else None,
+                },
                 plugin=job.plugin_name,
             )
             trace = tb.format_exc()[-MAX_TRACEBACK:]
@@ -115,7 +118,7 @@ class ToolRunner:
                 plugin=job.plugin_name,
             )
             trace = tb.format_exc()[-MAX_TRACEBACK:]
-        except Exception as exc:  # noqa: BLE001 - any other plugin exception is a PluginError
+        except Exception as exc:
             error = WardenError(
                 "PluginError",
                 f"Tool '{job.tool}' of plugin '{job.plugin_name}' raised "
@@ -152,8 +155,11 @@ class ToolRunner:
         folder = plugin.location if plugin.source == "directory" else None
         try:
             cls = load_plugin_class(
-                name=plugin.name, folder=folder, entrypoint=plugin.entrypoint,
-                source=plugin.source, fresh=cached is not None,
+                name=plugin.name,
+                folder=folder,
+                entrypoint=plugin.entrypoint,
+                source=plugin.source,
+                fresh=cached is not None,
             )
             instance = instantiate(cls)
             call_validate(instance)

@@ -52,7 +52,7 @@ def job_wait(*, job: Job, timeout_s: float) -> Job:
     deadline = time.monotonic() + timeout_s
     try:
         AsyncResult(str(job.pk)).get(timeout=timeout_s, propagate=False, interval=POLL_S)
-    except Exception:  # noqa: BLE001, S110 - timeout or Redis gone: the job row decides below
+    except Exception:  # noqa: S110 - timeout or Redis gone: the job row decides below
         pass
     while True:
         job.refresh_from_db()

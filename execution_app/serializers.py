@@ -18,13 +18,22 @@ class AnalyzeRequestSerializer(serializers.Serializer):  # type: ignore[type-arg
     plugin = serializers.CharField(max_length=64)
     tool = serializers.CharField(max_length=64, required=False, allow_null=True)
     args = serializers.JSONField(required=False, allow_null=True)
-    image = serializers.CharField(required=False, allow_null=True, allow_blank=True,
-                                  help_text="The input file, base64-encoded")
-    file = serializers.FileField(required=False, allow_null=True, allow_empty_file=True,
-                                 help_text="The input file (multipart)")
+    image = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="The input file, base64-encoded",
+    )
+    file = serializers.FileField(
+        required=False,
+        allow_null=True,
+        allow_empty_file=True,
+        help_text="The input file (multipart)",
+    )
     mime_type = serializers.CharField(max_length=100, required=False, allow_null=True)
-    timeout_s = serializers.FloatField(required=False, allow_null=True, min_value=0.001,
-                                       max_value=3600)
+    timeout_s = serializers.FloatField(
+        required=False, allow_null=True, min_value=0.001, max_value=3600
+    )
 
     def validate_args(self, value: Any) -> Any:
         if isinstance(value, str):  # multipart carries args as a JSON string
@@ -64,10 +73,27 @@ class JobSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     class Meta:
         model = Job
         fields = [
-            "job_id", "url", "plugin", "tool", "status", "args", "result", "error",
-            "input_mime_type", "input_size", "timeout_s", "hard_timeout_s", "memory_mb", "queue",
-            "created_at", "started_at", "finished_at", "execution_time_ms", "peak_memory_mb",
-            "worker_host", "attempts",
+            "job_id",
+            "url",
+            "plugin",
+            "tool",
+            "status",
+            "args",
+            "result",
+            "error",
+            "input_mime_type",
+            "input_size",
+            "timeout_s",
+            "hard_timeout_s",
+            "memory_mb",
+            "queue",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "execution_time_ms",
+            "peak_memory_mb",
+            "worker_host",
+            "attempts",
         ]
 
     def get_url(self, job: Job) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from plugins_app.models import PluginRecord
@@ -65,8 +66,9 @@ def analysis_validate(
         mime_type = file_validate(
             plugin, entry, file_bytes, mime_type, settings.WARDEN_MAX_UPLOAD_MB * 2**20
         )
-    return JobInput(plugin, str(entry["name"]), args, file_bytes, mime_type,
-                    timeout_resolve(plugin, timeout_s))
+    return JobInput(
+        plugin, str(entry["name"]), args, file_bytes, mime_type, timeout_resolve(plugin, timeout_s)
+    )
 
 
 def job_create(*, job_input: JobInput) -> Job:
@@ -97,6 +99,7 @@ def job_claim(*, job_id: str) -> Job | None:
     job = Job.objects.filter(pk=job_id).only("hard_timeout_s").first()
     if job is None:
         return None
+    Job.objects.filter(pk=job_id).update(attempts=F("attempts") + 1)  # every delivery counts
     claimed = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
         status=JobStatus.RUNNING,
         started_at=now,
@@ -192,7 +195,8 @@ def jobs_reap() -> dict[str, int]:
     now = timezone.now()
     # A margin past the hard deadline leaves the worker's own hooks time to record the end.
     stale_running = Job.objects.filter(
-        status=JobStatus.RUNNING, deadline_at__lt=now - timedelta(seconds=30)
+        status=JobStatus.RUNNING,
+        deadline_at__lt=now - timedelta(seconds=settings.WARDEN_REAPER_GRACE_S),
     ).values_list("pk", "plugin_name", "worker_host", "hard_timeout_s")
     stale_pending = Job.objects.filter(
         status=JobStatus.PENDING,
@@ -200,10 +204,11 @@ def jobs_reap() -> dict[str, int]:
     ).values_list("pk", "plugin_name", "queue")
     counts = {"running": 0, "pending": 0}
     for pk, plugin, host, hard in stale_running:
+        # The worker host itself died (or lost the database): not counted against the plugin.
         counts["running"] += job_finish(
             job_id=str(pk),
             error=WardenError(
-                "PluginCrashed",
+                "ServiceUnavailable",
                 f"Job of plugin '{plugin}' was still RUNNING past its {hard:g} s hard deadline; "
                 f"its worker ({host or 'unknown host'}) died or lost contact",
                 details={"reaped": True, "worker_host": host},
@@ -251,4 +256,3 @@ def error_for_envelope(data: dict[str, Any]) -> WardenError:
         plugin=err.get("plugin"),
         job_id=err.get("job_id"),
     )
-

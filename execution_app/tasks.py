@@ -23,7 +23,7 @@ from project.errors import WardenError
 
 from .models import Job
 from .services import job_claim, job_fail_unqueued, job_finish, jobs_purge, jobs_reap
-from .watchdog import read_marker
+from .watchdog import marker_path, read_marker
 from .workers import live_workers
 
 logger = logging.getLogger(__name__)
@@ -140,6 +140,8 @@ class JobRequest(Request):
                     ),
                     traceback=str(exc_info.traceback or ""),
                 )
+            # A killed child cannot remove its own watchdog marker.
+            marker_path(settings.WARDEN_RUN_DIR, job_id).unlink(missing_ok=True)
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 
@@ -187,11 +189,16 @@ def job_dispatch(job: Job) -> None:
     job_id = str(job.pk)
     try:
         if not live_workers(job.queue):
-            reason = f"No worker is consuming queue '{job.queue}'; start one (see docs/operations.md)"
+            reason = (
+                f"No worker is consuming queue '{job.queue}'; start one (see docs/operations.md)"
+            )
             job_fail_unqueued(job_id=job_id, reason=reason)
             raise WardenError(
-                "ServiceUnavailable", reason, details={"queue": job.queue},
-                plugin=job.plugin_name, job_id=job_id,
+                "ServiceUnavailable",
+                reason,
+                details={"queue": job.queue},
+                plugin=job.plugin_name,
+                job_id=job_id,
             )
         run_job.apply_async(
             kwargs={"job_id": job_id},

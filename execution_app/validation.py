@@ -49,8 +49,12 @@ def plugin_admit(plugin: PluginRecord) -> None:
     raise WardenError(
         "PluginUnavailable",
         f"Plugin '{plugin.name}' is not accepting jobs ({why})",
-        details={"state": plugin.state, "reason": plugin.reason, "hint": plugin.hint,
-                 "quarantined": plugin.quarantined},
+        details={
+            "state": plugin.state,
+            "reason": plugin.reason,
+            "hint": plugin.hint,
+            "quarantined": plugin.quarantined,
+        },
         plugin=plugin.name,
     )
 
@@ -73,7 +77,9 @@ def args_validate(plugin: PluginRecord, tool: dict[str, Any], args: Any) -> None
     """Raise ValidationError unless `args` is an object matching the tool's input_schema."""
     if not isinstance(args, dict):
         raise WardenError(
-            "ValidationError", "'args' must be a JSON object", details={"field": "args"},
+            "ValidationError",
+            "'args' must be a JSON object",
+            details={"field": "args"},
             plugin=plugin.name,
         )
     schema = tool.get("input_schema")
@@ -103,7 +109,9 @@ def file_validate(
     """Check an uploaded file's size and type; return its MIME type. Raises WardenError."""
     if not data:
         raise WardenError(
-            "ValidationError", "The uploaded file is empty", details={"field": "file"},
+            "ValidationError",
+            "The uploaded file is empty",
+            details={"field": "file"},
             plugin=plugin.name,
         )
     if len(data) > max_bytes:

@@ -91,9 +91,9 @@ class MemoryWatch:
         self._fd = os.open(
             marker_path(self.run_dir, self.job_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
         )
+        self.baseline_rss = self.peak_rss = self.process.memory_info().rss
         self._thread = threading.Thread(target=self._watch, name="warden-memwatch", daemon=True)
         self._thread.start()
-        self.baseline_rss = self.peak_rss = self.process.memory_info().rss
         if self.address_limit:
             # Backstop: address space may grow by the limit plus 10 %, never more. Breaks CUDA,
             # so GPU plugins rely on the polling thread alone.

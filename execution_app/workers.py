@@ -1,20 +1,21 @@
-"""Worker liveness: each worker's main process refreshes a short-lived Redis key per queue.
+"""Worker liveness: each worker's main process keeps its name fresh in a Redis sorted set per queue.
 
-The API checks these keys (one Redis round trip) before queueing, so a request made while no
-worker consumes its queue gets a 503 at once instead of a job nobody will run.
+The API checks the set (one Redis round trip) before queueing, so a request made while no worker
+consumes its queue gets a 503 at once instead of a job nobody will run.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from functools import cache
 
 import redis
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
-KEY_PREFIX = "warden:worker"
+KEY_PREFIX = "warden:workers"
 TTL_S = 15
 BEAT_S = 5.0
 
@@ -26,13 +27,17 @@ def _client() -> redis.Redis:
     )
 
 
+def _key(queue: str) -> str:
+    return f"{KEY_PREFIX}:{queue}"
+
+
 def live_workers(queue: str) -> list[str]:
-    """Return the hostnames of workers that consumed `queue` within the last TTL_S seconds.
+    """Return the names of workers that announced `queue` within the last TTL_S seconds.
 
     Raises redis.RedisError if Redis cannot be reached.
     """
-    keys = _client().keys(f"{KEY_PREFIX}:{queue}:*")
-    return sorted(k.decode().rsplit(":", 1)[-1] for k in keys)
+    names = _client().zrangebyscore(_key(queue), time.time() - TTL_S, "+inf")
+    return sorted(n.decode() for n in names)
 
 
 class Heartbeat:
@@ -50,18 +55,23 @@ class Heartbeat:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop announcing and withdraw the keys."""
+        """Stop announcing and withdraw this worker."""
         self._stop.set()
         try:
-            _client().delete(*[f"{KEY_PREFIX}:{q}:{self.hostname}" for q in self.queues])
+            pipe = _client().pipeline()
+            for queue in self.queues:
+                pipe.zrem(_key(queue), self.hostname)
+            pipe.execute()
         except redis.RedisError:
             pass
 
     def _beat(self) -> None:
+        now = time.time()
         try:
             pipe = _client().pipeline()
             for queue in self.queues:
-                pipe.set(f"{KEY_PREFIX}:{queue}:{self.hostname}", "1", ex=TTL_S)
+                pipe.zadd(_key(queue), {self.hostname: now})
+                pipe.zremrangebyscore(_key(queue), "-inf", now - 10 * TTL_S)
             pipe.execute()
         except redis.RedisError as exc:
             logger.warning("worker heartbeat failed: %s", exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,12 +45,9 @@ def _from_folder(folder: Path, location: str, source: str, hinted_name: str) -> 
     except ManifestError as exc:
         name = hinted_name
         try:  # keep the manifest's own name in the record when it is readable
-            import json
-
             raw = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-            if isinstance(raw, dict) and isinstance(raw.get("name"), str):
-                if _NAME_RE.match(raw["name"]):
-                    name = raw["name"]
+            if isinstance(raw, dict) and _NAME_RE.match(str(raw.get("name", ""))):
+                name = raw["name"]
         except (OSError, ValueError):
             pass
         return Candidate(location, source, folder, name, error=f"Invalid manifest: {exc}")

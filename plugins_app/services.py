@@ -70,7 +70,10 @@ def _upsert(candidate: Candidate) -> PluginRecord:
         "requires_gpu": bool(manifest.get("requires_gpu", False)),
         "manifest": candidate.manifest,
         "tools": manifest.get("tools", []),
-        "timeout_s": float(limits.get("timeout_s", settings.WARDEN_DEFAULT_TIMEOUT_S)),
+        "timeout_s": min(
+            float(limits.get("timeout_s", settings.WARDEN_DEFAULT_TIMEOUT_S)),
+            float(settings.WARDEN_MAX_TIMEOUT_S),
+        ),
         "memory_mb": int(limits.get("memory_mb", settings.WARDEN_DEFAULT_MEMORY_MB)),
     }
     with transaction.atomic():
@@ -253,7 +256,8 @@ def plugin_record_outcome(
                 consecutive_severe=0,
                 **fields,
             )
-            if record.state == PluginState.FAILED and record.fault_origin == FaultOrigin.RUNTIME:
+            runtime_failed = record.fault_origin == FaultOrigin.RUNTIME
+            if record.state == PluginState.FAILED and runtime_failed and not record.quarantined:
                 record.refresh_from_db()
                 plugin_set_state(plugin=record, state=PluginState.INITIALIZED, reason=None)
             return

@@ -142,9 +142,7 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
     if isinstance(exc, WardenError):
         return Response(exc.as_envelope(), status=exc.status)
     if isinstance(exc, RequestDataTooBig):
-        return Response(
-            envelope("PayloadTooLarge", f"Request body too large: {exc}"), status=413
-        )
+        return Response(envelope("PayloadTooLarge", f"Request body too large: {exc}"), status=413)
     if isinstance(exc, DatabaseError):
         logger.exception("database unavailable")
         return Response(

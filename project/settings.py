@@ -25,7 +25,9 @@ def env_int(name: str, default: int) -> int:
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "warden-insecure-development-key-change-me")
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
+ALLOWED_HOSTS = os.environ.get(
+    "DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver"
+).split(",")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -151,6 +153,8 @@ WARDEN_DEFAULT_TIMEOUT_S = env_int("WARDEN_DEFAULT_TIMEOUT_S", 60)
 WARDEN_DEFAULT_MEMORY_MB = env_int("WARDEN_DEFAULT_MEMORY_MB", 1024)
 WARDEN_HARD_GRACE_S = env_int("WARDEN_HARD_GRACE_S", 5)
 WARDEN_PENDING_TTL_S = env_int("WARDEN_PENDING_TTL_S", 600)
+# How long past its hard deadline a RUNNING job may stay before the reaper fails it.
+WARDEN_REAPER_GRACE_S = env_int("WARDEN_REAPER_GRACE_S", 30)
 WARDEN_JOB_RETENTION_DAYS = env_int("WARDEN_JOB_RETENTION_DAYS", 30)
 WARDEN_MAX_UPLOAD_MB = env_int("WARDEN_MAX_UPLOAD_MB", 20)
 WARDEN_SYNC_WAIT_MARGIN_S = env_int("WARDEN_SYNC_WAIT_MARGIN_S", 10)

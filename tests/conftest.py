@@ -47,6 +47,20 @@ def sync_plugins(db: None) -> Callable[..., list[Any]]:
     return run
 
 
+@pytest.fixture
+def samples(tmp_path: Path) -> Callable[..., Path]:
+    """A plugin directory holding only the named sample plugins (symlinked), to keep syncs fast."""
+
+    def pick(*names: str) -> Path:
+        folder = tmp_path / "samples"
+        folder.mkdir(exist_ok=True)
+        for name in names:
+            (folder / name).symlink_to(SAMPLES / name, target_is_directory=True)
+        return folder
+
+    return pick
+
+
 @pytest.fixture(scope="session")
 def redis_proc() -> Iterator[Proc]:
     """A real redis-server on the port the test settings point at."""
@@ -76,19 +90,21 @@ def worker_env(**extra: str) -> dict[str, str]:
 def celery_worker(
     django_db_setup: None, django_db_blocker: Any, redis_proc: Proc
 ) -> Iterator[Proc]:
-    """A real prefork Celery worker (concurrency 2) shared by the tests that need one."""
+    """A real prefork Celery worker (concurrency 2, queue cpu) shared by the tests that need one."""
     with django_db_blocker.unblock():
         env = worker_env()
-    proc = start_worker(env, Path(settings.VAR_DIR) / "worker.log")
+    proc = start_worker(env, Path(settings.VAR_DIR) / "worker.log", queues="cpu")
     yield proc
     proc.stop()
 
 
 @pytest.fixture
-def live(transactional_db: None, celery_worker: Proc, sync_plugins: Any) -> Proc:
-    """A test that runs jobs on the real worker: committed data, samples and fault plugins synced."""
+def live(
+    transactional_db: None, celery_worker: Proc, sync_plugins: Any, samples: Any
+) -> Proc:
+    """Runs jobs on the real worker: committed data, `echo` and the fault plugins synced."""
     assert celery_worker.alive(), celery_worker.log_text()
-    sync_plugins(SAMPLES, RUNTIME_PLUGINS)
+    sync_plugins(samples("echo"), RUNTIME_PLUGINS)
     return celery_worker
 
 
@@ -105,4 +121,3 @@ def job_done() -> Callable[[str, float], Any]:
         return wait_until(terminal, timeout, f"job {job_id} to finish")
 
     return wait
-

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02
+) -> Any:
     """Poll `predicate` until it returns something truthy; raise AssertionError at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -54,8 +56,13 @@ class Proc:
         self.log_path = log
         self.log = log.open("ab")
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     @property
@@ -88,9 +95,21 @@ def start_redis(port: int, workdir: Path) -> Proc:
 
     workdir.mkdir(parents=True, exist_ok=True)
     proc = Proc(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        env=dict(os.environ), log=workdir / f"redis-{port}.log",
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        env=dict(os.environ),
+        log=workdir / f"redis-{port}.log",
     )
     client = redis.Redis(port=port, socket_connect_timeout=0.2)
 
@@ -114,23 +133,48 @@ def process_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def start_worker(env: dict[str, str], log: Path, *, name: str = "test", concurrency: int = 2,
-                 queues: str = "cpu,gpu") -> Proc:
+def start_worker(
+    env: dict[str, str],
+    log: Path,
+    *,
+    name: str = "test",
+    concurrency: int = 2,
+    queues: str = "cpu,gpu",
+) -> Proc:
     """Start a real prefork Celery worker; return once it announces its queues in Redis."""
     import redis
 
     proc = Proc(
-        [PYTHON, "-m", "celery", "-A", "project", "worker", "-P", "prefork",
-         "-c", str(concurrency), "-Q", queues, "-n", f"{name}@%h", "-l", "INFO",
-         "--without-gossip", "--without-mingle"],
-        env=env, log=log,
+        [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "project",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            str(concurrency),
+            "-Q",
+            queues,
+            "-n",
+            f"{name}@%h",
+            "-l",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        log=log,
     )
     client = redis.Redis.from_url(env["WARDEN_REDIS_URL"])
     host = socket.gethostname()
 
     def ready() -> bool:
         assert proc.alive(), proc.log_text()
-        return bool(client.exists(f"warden:worker:cpu:{name}@{host}"))
+        first = queues.split(",")[0]
+        return client.zscore(f"warden:workers:{first}", f"{name}@{host}") is not None
 
     wait_until(ready, 60, "the celery worker to start")
     return proc
@@ -141,9 +185,24 @@ def start_gunicorn(env: dict[str, str], log: Path, port: int) -> Proc:
     import urllib.request
 
     proc = Proc(
-        [PYTHON, "-m", "gunicorn", "project.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", "2", "--threads", "16", "--timeout", "120"],
-        env=env, log=log,
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "project.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "2",
+            "--threads",
+            "16",
+            "--timeout",
+            "120",
+        ],
+        env=env,
+        log=log,
     )
 
     def up() -> bool:

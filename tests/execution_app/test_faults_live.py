@@ -48,7 +48,11 @@ def test_it_returns_the_result_and_counts_a_success(live, auth_client):
     job = Job.objects.get(pk=body["job_id"])
     assert job.status == "SUCCESS" and job.started_at and job.finished_at
     record = health(auth_client)
-    assert (record["state"], record["success_count"], record["error_count"]) == ("INITIALIZED", 1, 0)
+    assert (record["state"], record["success_count"], record["error_count"]) == (
+        "INITIALIZED",
+        1,
+        0,
+    )
     assert record["last_execution_time_ms"] == job.execution_time_ms
 
 
@@ -66,12 +70,18 @@ def test_it_marks_plugin_failed_when_the_tool_raises(live, auth_client):
     assert "ValueError: boom" in job.traceback
     record = health(auth_client)
     assert record["state"] == "FAILED"
-    assert record["reason"] == "PluginError: Tool 'raise' of plugin 'faulty' raised ValueError: boom"
+    assert (
+        record["reason"] == "PluginError: Tool 'raise' of plugin 'faulty' raised ValueError: boom"
+    )
     assert (record["error_count"], record["consecutive_failures"]) == (1, 1)
     assert record["accepting_jobs"] is True
     assert_serving(auth_client)
     after = health(auth_client)
-    assert (after["state"], after["consecutive_failures"], after["success_count"]) == ("INITIALIZED", 0, 1)
+    assert (after["state"], after["consecutive_failures"], after["success_count"]) == (
+        "INITIALIZED",
+        0,
+        1,
+    )
 
 
 def test_it_treats_invalid_input_as_a_client_error(live, auth_client):
@@ -82,7 +92,11 @@ def test_it_treats_invalid_input_as_a_client_error(live, auth_client):
     assert error["type"] == "ValidationError"
     assert error["message"] == "argument 'n' must be even"
     record = health(auth_client)
-    assert (record["state"], record["error_count"], record["success_count"]) == ("INITIALIZED", 0, 0)
+    assert (record["state"], record["error_count"], record["success_count"]) == (
+        "INITIALIZED",
+        0,
+        0,
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,10 +104,16 @@ def test_it_treats_invalid_input_as_a_client_error(live, auth_client):
     [
         ("return_none", "Tool 'return_none' of plugin 'faulty' returned NoneType, not a dict"),
         ("return_list", "Tool 'return_list' of plugin 'faulty' returned list, not a dict"),
-        ("return_nonjson", "Tool 'return_nonjson' of plugin 'faulty' returned a value that is not "
-                           "JSON-serialisable (Object of type object is not JSON serializable)"),
-        ("bad_output", "Tool 'bad_output' of plugin 'faulty' returned output violating its "
-                       "output_schema at value: 'not an integer' is not of type 'integer'"),
+        (
+            "return_nonjson",
+            "Tool 'return_nonjson' of plugin 'faulty' returned a value that is not "
+            "JSON-serialisable (Object of type object is not JSON serializable)",
+        ),
+        (
+            "bad_output",
+            "Tool 'bad_output' of plugin 'faulty' returned output violating its "
+            "output_schema at value: 'not an integer' is not of type 'integer'",
+        ),
     ],
 )
 def test_it_rejects_bad_output(live, auth_client, tool, message):
@@ -183,10 +203,16 @@ def test_it_survives_a_tool_that_kills_its_process(live, auth_client, tool, expe
     ("tool", "message", "code"),
     [
         ("system_exit", "Tool 'system_exit' of plugin 'faulty' raised SystemExit (exit code 4)", 4),
-        ("keyboard_interrupt", "Tool 'keyboard_interrupt' of plugin 'faulty' raised KeyboardInterrupt", None),
+        (
+            "keyboard_interrupt",
+            "Tool 'keyboard_interrupt' of plugin 'faulty' raised KeyboardInterrupt",
+            None,
+        ),
     ],
 )
-def test_it_reports_system_exit_and_keyboard_interrupt_as_crashes(live, auth_client, tool, message, code):
+def test_it_reports_system_exit_and_keyboard_interrupt_as_crashes(
+    live, auth_client, tool, message, code
+):
     response = analyze(auth_client, tool)
 
     error = error_of(response)
@@ -203,7 +229,9 @@ def test_it_quarantines_after_consecutive_crashes(live, auth_client, settings):
     record = health(auth_client)
     assert record["state"] == "FAILED"
     assert record["accepting_jobs"] is False
-    assert record["reason"].startswith("Quarantined after 3 consecutive crashes/timeouts/memory kills")
+    assert record["reason"].startswith(
+        "Quarantined after 3 consecutive crashes/timeouts/memory kills"
+    )
     response = analyze(auth_client, "ok")
     error = error_of(response)
     assert (response.status_code, error["type"]) == (400, "PluginUnavailable")
@@ -221,7 +249,8 @@ def test_it_runs_a_redelivered_message_only_once(live, auth_client, job_done):
     from execution_app.tasks import run_job
 
     response = auth_client.post(
-        "/v1/analyze-execution/async", {"plugin": "faulty", "tool": "ok", "args": {"n": 5}},
+        "/v1/analyze-execution/async",
+        {"plugin": "faulty", "tool": "ok", "args": {"n": 5}},
         format="json",
     )
     assert response.status_code == 202

@@ -1,0 +1,223 @@
+"""The API against a real worker: async jobs, uploads, cancel, routing, lost workers, Redis down."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+import urllib.request
+import json
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from execution_app.models import Job
+from plugins_app.models import PluginRecord
+from tests.conftest import RUNTIME_PLUGINS, worker_env
+from tests.harness import free_port, start_gunicorn, start_redis, start_worker, wait_until
+
+pytestmark = pytest.mark.slow
+GPU_PLUGINS = RUNTIME_PLUGINS.parent / "gpu"
+
+
+def png_bytes(text: str | None = None, size=(8, 8)) -> bytes:
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", size, "white")
+    if text:
+        ImageDraw.Draw(image).text((20, 20), text, fill="black", font=ImageFont.load_default(size=48))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_it_runs_an_async_job_to_the_end(live, auth_client, job_done):
+    response = auth_client.post(
+        "/v1/analyze-execution/async", {"plugin": "faulty", "tool": "ok", "args": {"n": 7}}, format="json"
+    )
+
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["status"] == "PENDING"
+    assert accepted["url"] == f"/v1/jobs/{accepted['job_id']}"
+    job_done(accepted["job_id"])
+    body = auth_client.get(accepted["url"]).json()
+    assert (body["status"], body["result"], body["error"]) == ("SUCCESS", {"ok": True, "n": 7}, None)
+    assert body["attempts"] == 1 and body["worker_host"]
+
+
+def test_it_passes_an_uploaded_file_to_the_plugin(live, auth_client):
+    upload = io.BytesIO(png_bytes())
+    upload.name = "pixel.png"
+    response = auth_client.post(
+        "/v1/analyze-execution", {"plugin": "faulty", "tool": "image", "file": upload}, format="multipart"
+    )
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["result"] == {"size": len(png_bytes()), "mime_type": "image/png"}
+    job = Job.objects.get(pk=response.json()["job_id"])
+    assert job.args == {} and job.input_size == len(png_bytes())
+
+
+def test_it_runs_ocr_end_to_end(live, auth_client, sync_plugins, samples):
+    sync_plugins(samples("ocr"))
+    upload = io.BytesIO(png_bytes("WARDEN", size=(400, 120)))
+    upload.name = "word.png"
+
+    response = auth_client.post(
+        "/v1/analyze-execution", {"plugin": "ocr", "file": upload}, format="multipart"
+    )
+
+    assert response.status_code == 200, response.json()
+    result = response.json()["result"]
+    assert result["text"].strip() == "WARDEN"
+    assert [w["text"] for w in result["words"]] == ["WARDEN"]
+
+
+def test_it_never_raises_the_plugin_time_limit(live, auth_client):
+    response = auth_client.post(
+        "/v1/analyze-execution", {"plugin": "faulty", "tool": "ok", "timeout_s": 100}, format="json"
+    )
+
+    assert response.status_code == 200
+    job = Job.objects.get(pk=response.json()["job_id"])
+    assert (job.timeout_s, job.hard_timeout_s) == (2.0, 4.0)
+
+
+def test_it_cancels_a_running_job_and_keeps_serving(live, auth_client, job_done):
+    accepted = auth_client.post(
+        "/v1/analyze-execution/async", {"plugin": "echo", "tool": "sleep", "args": {"seconds": 8}},
+        format="json",
+    ).json()
+    wait_until(lambda: Job.objects.get(pk=accepted["job_id"]).status == "RUNNING", 20, "job to run")
+
+    response = auth_client.delete(accepted["url"])
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "FAILED"
+    assert response.json()["error"]["error"]["type"] == "Cancelled"
+    assert response.json()["error"]["error"]["details"] == {"cancelled_while": "RUNNING"}
+    echo = PluginRecord.objects.get(name="echo")
+    assert (echo.state, echo.error_count, echo.success_count) == ("INITIALIZED", 0, 0)
+    follow_up = auth_client.post("/v1/analyze-execution", {"plugin": "echo", "args": {"x": 1}}, format="json")
+    assert follow_up.status_code == 200
+    assert Job.objects.get(pk=accepted["job_id"]).error_type == "Cancelled"
+
+
+@pytest.fixture
+def gpu_plugin(live, sync_plugins, monkeypatch):
+    """A requires_gpu plugin made available by mocking the GPU check (no GPU exists here)."""
+    monkeypatch.setattr("plugins_app.dependencies.check_gpu", lambda: None)
+    sync_plugins(GPU_PLUGINS)
+    assert PluginRecord.objects.get(name="gpu_sleeper").state == "INITIALIZED"
+
+
+def test_it_answers_503_when_no_worker_consumes_the_queue(gpu_plugin, auth_client):
+    started = time.monotonic()
+    response = auth_client.post("/v1/analyze-execution", {"plugin": "gpu_sleeper", "tool": "where"}, format="json")
+
+    assert time.monotonic() - started < 3
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["type"] == "ServiceUnavailable"
+    assert error["message"] == "No worker is consuming queue 'gpu'; start one (see docs/operations.md)"
+    job = Job.objects.get(pk=error["job_id"])
+    assert (job.status, job.error_type, job.queue) == ("FAILED", "ServiceUnavailable", "gpu")
+
+
+def test_it_routes_gpu_plugins_and_reaps_jobs_of_a_killed_worker(gpu_plugin, auth_client, settings):
+    gpu_worker = start_worker(worker_env(), Path(settings.VAR_DIR) / "gpu-worker.log", name="gpu",
+                              queues="gpu", concurrency=1)
+    try:
+        where = auth_client.post("/v1/analyze-execution", {"plugin": "gpu_sleeper", "tool": "where"}, format="json")
+        assert where.status_code == 200, where.json()
+        import psutil
+
+        assert psutil.Process(where.json()["result"]["pid"]).ppid() == gpu_worker.pid
+        accepted = auth_client.post(
+            "/v1/analyze-execution/async", {"plugin": "gpu_sleeper", "tool": "sleep", "args": {"seconds": 30}},
+            format="json",
+        ).json()
+        wait_until(lambda: Job.objects.get(pk=accepted["job_id"]).status == "RUNNING", 20, "job to run")
+
+        gpu_worker.stop(signal.SIGKILL)  # the whole worker host dies mid-job
+
+        job = Job.objects.get(pk=accepted["job_id"])
+        assert job.status == "RUNNING"
+        settings.WARDEN_REAPER_GRACE_S = 0
+        from execution_app.tasks import reap_jobs
+
+        wait_until(lambda: reap_jobs()["running"] == 1, 10, "the reaper to fail the job")
+        job.refresh_from_db()
+        assert (job.status, job.error_type) == ("FAILED", "ServiceUnavailable")
+        assert job.error["error"]["details"]["reaped"] is True
+    finally:
+        gpu_worker.stop(signal.SIGKILL)
+
+
+def test_it_answers_503_when_redis_is_down_and_fails_the_job(live, auth_client, redis_proc):
+    port = int(settings.CELERY_BROKER_URL.rsplit(":", 1)[1].split("/")[0])
+    redis_proc.stop()
+    try:
+        started = time.monotonic()
+        response = auth_client.post("/v1/analyze-execution", {"plugin": "faulty", "tool": "ok"}, format="json")
+        elapsed = time.monotonic() - started
+    finally:
+        restarted = start_redis(port, Path(settings.VAR_DIR) / "redis")
+        redis_proc.popen, redis_proc.log = restarted.popen, restarted.log
+
+    assert elapsed < 5
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["type"] == "ServiceUnavailable"
+    job = Job.objects.get(pk=error["job_id"])
+    assert (job.status, job.error_type) == ("FAILED", "ServiceUnavailable")
+
+    def serving() -> bool:
+        r = auth_client.post("/v1/analyze-execution", {"plugin": "faulty", "tool": "ok"}, format="json")
+        return r.status_code == 200
+
+    wait_until(serving, 60, "the worker to reconnect to Redis", interval=0.5)
+
+
+def test_it_keeps_health_fast_while_sync_calls_wait(live, auth_client):
+    from rest_framework.authtoken.models import Token
+
+    port = free_port()
+    web = start_gunicorn(worker_env(), Path(settings.VAR_DIR) / "gunicorn.log", port)
+    token = Token.objects.get().key
+    base = f"http://127.0.0.1:{port}"
+
+    def slow_call(results: list) -> None:
+        request = urllib.request.Request(
+            f"{base}/v1/analyze-execution",
+            data=json.dumps({"plugin": "echo", "tool": "sleep", "args": {"seconds": 3}}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            results.append(reply.status)
+
+    try:
+        results: list[int] = []
+        callers = [threading.Thread(target=slow_call, args=(results,)) for _ in range(6)]
+        for caller in callers:
+            caller.start()
+        wait_until(lambda: Job.objects.filter(status="RUNNING").count() == 2, 20, "jobs to run")
+        timings = []
+        for _ in range(10):
+            started = time.monotonic()
+            with urllib.request.urlopen(f"{base}/v1/plugins", timeout=5) as reply:
+                assert reply.status == 200
+            timings.append(time.monotonic() - started)
+        waiting = Job.objects.filter(status__in=["PENDING", "RUNNING"]).count()
+        for caller in callers:
+            caller.join(timeout=60)
+    finally:
+        web.stop()
+
+    assert waiting >= 4  # the health calls really overlapped the waiting sync calls
+    assert max(timings) < 1.0, timings
+    assert results == [200] * 6
