@@ -53,7 +53,11 @@ def analysis_validate(
     timeout_s: float | None,
 ) -> JobInput:
     """Check an analyze request against the registry; raise WardenError before anything queues."""
-    plugin = PluginRecord.objects.filter(name=plugin_name, shadowed=False).first()
+    plugin = (
+        PluginRecord.objects.filter(name=plugin_name, shadowed=False)
+        .defer("manifest", "probe_traceback")
+        .first()
+    )
     if plugin is None:
         raise WardenError(
             "PluginNotFound", f"No plugin named '{plugin_name}'", details={"field": "plugin"}
@@ -93,23 +97,28 @@ def job_create(*, job_input: JobInput) -> Job:
     return job
 
 
-def job_claim(*, job_id: str) -> Job | None:
-    """Atomically move a PENDING job to RUNNING for this worker; None if it is not PENDING."""
+def job_claim(*, job_id: str, hard_timeout_s: float) -> Job | None:
+    """Atomically move a PENDING job to RUNNING for this worker; None if it is not PENDING.
+
+    `hard_timeout_s` (carried by the task message) sets the deadline the reaper checks.
+    """
     now = timezone.now()
-    job = Job.objects.filter(pk=job_id).only("hard_timeout_s").first()
-    if job is None:
-        return None
-    Job.objects.filter(pk=job_id).update(attempts=F("attempts") + 1)  # every delivery counts
     claimed = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
         status=JobStatus.RUNNING,
         started_at=now,
-        deadline_at=now + timedelta(seconds=job.hard_timeout_s),
+        deadline_at=now + timedelta(seconds=hard_timeout_s),
         worker_host=socket.gethostname(),
         worker_pid=os.getpid(),
+        attempts=F("attempts") + 1,
     )
     if not claimed:
+        Job.objects.filter(pk=job_id).update(attempts=F("attempts") + 1)  # a redelivery
         return None
-    return Job.objects.select_related("plugin").get(pk=job_id)
+    return (
+        Job.objects.select_related("plugin")
+        .defer("plugin__manifest", "plugin__probe_traceback", "traceback")
+        .get(pk=job_id)
+    )
 
 
 def job_finish(
@@ -120,6 +129,7 @@ def job_finish(
     traceback: str = "",
     execution_ms: float | None = None,
     peak_memory_mb: float | None = None,
+    plugin_id: int | None = None,
 ) -> bool:
     """Record a job's end (SUCCESS with `result`, or FAILED with `error`) and the plugin's metrics.
 
@@ -146,10 +156,11 @@ def job_finish(
         ended = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(**fields)
         if not ended:
             return False
-        job = Job.objects.only("plugin_id", "status").get(pk=job_id)
-        if job.plugin_id is not None and (error is None or error.type in PLUGIN_FAULTS):
+        if plugin_id is None:
+            plugin_id = Job.objects.values_list("plugin_id", flat=True).get(pk=job_id)
+        if plugin_id is not None and (error is None or error.type in PLUGIN_FAULTS):
             plugin_record_outcome(
-                plugin_id=job.plugin_id,
+                plugin_id=plugin_id,
                 error_type=None if error is None else error.type,
                 reason=None if error is None else error.message,
                 execution_ms=execution_ms,

@@ -153,7 +153,7 @@ def _guarded(func: Any, *args: Any, **kwargs: Any) -> None:
         logger.exception("could not record the end of job %s", args or kwargs)
 
 
-class JobTask(Task):  # type: ignore[misc]
+class JobTask(Task):
     Request = JobRequest
     acks_late = True
     reject_on_worker_lost = False
@@ -161,11 +161,11 @@ class JobTask(Task):  # type: ignore[misc]
 
 
 @shared_task(base=JobTask, name="execution_app.tasks.run_job", bind=True)
-def run_job(self: JobTask, *, job_id: str) -> str:
+def run_job(self: JobTask, *, job_id: str, hard_timeout_s: float) -> str:
     """Claim and run one job; return its final status ('SKIPPED' if it was not PENDING)."""
     from .runner import ToolRunner
 
-    job = job_claim(job_id=job_id)
+    job = job_claim(job_id=job_id, hard_timeout_s=hard_timeout_s)
     if job is None:
         return "SKIPPED"
     return "SUCCESS" if ToolRunner().execute(job) else "FAILED"
@@ -201,7 +201,7 @@ def job_dispatch(job: Job) -> None:
                 job_id=job_id,
             )
         run_job.apply_async(
-            kwargs={"job_id": job_id},
+            kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s},
             task_id=job_id,
             queue=job.queue,
             soft_time_limit=job.timeout_s,
@@ -226,3 +226,9 @@ def job_revoke(job: Job) -> None:
         )
     except (KombuOperationalError, RedisError, OSError) as exc:
         logger.warning("could not revoke job %s: %s", job.pk, exc)
+
+
+@shared_task(name="execution_app.tasks.ping")
+def ping() -> str:
+    """A no-op round trip through broker, worker and result backend (for benchmarks)."""
+    return "pong"

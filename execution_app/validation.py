@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+from functools import lru_cache
 from typing import Any
 
 import jsonschema
@@ -24,6 +25,16 @@ _SIGNATURES: list[tuple[bytes, int, str]] = [
     (b"%PDF-", 0, "application/pdf"),
     (b"WEBP", 8, "image/webp"),
 ]
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(schema_json))
+
+
+def schema_validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """Return a (cached) validator for a tool's input or output schema."""
+    return _validator(json.dumps(schema, sort_keys=True))
 
 
 def sniff_mime_type(data: bytes) -> str | None:
@@ -85,9 +96,7 @@ def args_validate(plugin: PluginRecord, tool: dict[str, Any], args: Any) -> None
     schema = tool.get("input_schema")
     if not schema:
         return
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(args), key=lambda e: list(e.path)
-    )
+    errors = sorted(schema_validator(schema).iter_errors(args), key=lambda e: list(e.path))
     if errors:
         problems = [
             {"path": "/".join(map(str, e.absolute_path)) or "/", "message": e.message}
@@ -165,9 +174,7 @@ def output_validate(plugin: PluginRecord, tool: dict[str, Any], output: Any) -> 
     result: dict[str, Any] = json.loads(text)
     schema = tool.get("output_schema")
     if schema:
-        error = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(schema).iter_errors(result)
-        )
+        error = jsonschema.exceptions.best_match(schema_validator(schema).iter_errors(result))
         if error is not None:
             where = "/".join(map(str, error.absolute_path)) or "/"
             raise fail(

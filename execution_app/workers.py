@@ -36,7 +36,9 @@ def live_workers(queue: str) -> list[str]:
 
     Raises redis.RedisError if Redis cannot be reached.
     """
-    names = _client().zrangebyscore(_key(queue), time.time() - TTL_S, "+inf")
+    names: list[bytes] = _client().zrangebyscore(  # type: ignore[assignment]
+        _key(queue), time.time() - TTL_S, "+inf"
+    )
     return sorted(n.decode() for n in names)
 
 

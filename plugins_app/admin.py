@@ -28,7 +28,9 @@ def state_badge(state: str, extra: str = "") -> str:
     return format_html(
         '<span style="background:{};color:#fff;padding:2px 8px;border-radius:10px;'
         'font-weight:600;font-size:11px;white-space:nowrap">{}{}</span>',
-        colour, state, extra,
+        colour,
+        state,
+        extra,
     )
 
 
@@ -36,7 +38,7 @@ class PluginStateTransitionInline(admin.TabularInline):  # type: ignore[type-arg
     model = PluginStateTransition
     extra = 0
     can_delete = False
-    fields = ["at", "from_state", "to_state", "reason"]
+    fields = ("at", "from_state", "to_state", "reason")
     readonly_fields = fields
     ordering = ["-at", "-id"]
     verbose_name_plural = "State history"
@@ -48,8 +50,16 @@ class PluginStateTransitionInline(admin.TabularInline):  # type: ignore[type-arg
 @admin.register(PluginRecord)
 class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = [
-        "name", "badge", "version", "short_reason", "requires_gpu", "success_count",
-        "error_count", "consecutive_failures", "avg_execution_time_ms", "last_used",
+        "name",
+        "badge",
+        "version",
+        "short_reason",
+        "requires_gpu",
+        "success_count",
+        "error_count",
+        "consecutive_failures",
+        "avg_execution_time_ms",
+        "last_used",
     ]
     list_filter = ["state", "requires_gpu", "quarantined", "fault_origin", "shadowed", "missing"]
     search_fields = ["name", "description", "reason", "location"]
@@ -57,17 +67,51 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     inlines = [PluginStateTransitionInline]
     fieldsets = [
         (None, {"fields": ["name", "badge", "reason", "hint", "version", "description"]}),
-        ("Metrics", {"fields": [
-            "success_count", "error_count", "consecutive_failures", "consecutive_severe",
-            "quarantined", "uptime", "loaded_at", "last_used", "last_execution_time_ms",
-            "avg_execution_time_ms",
-        ]}),
-        ("Definition", {"fields": [
-            "location", "source", "entrypoint", "requires_gpu", "timeout_s", "memory_mb",
-            "tools_table", "manifest_pretty",
-        ]}),
-        ("Probe", {"fields": ["probed_at", "probe_duration_ms", "fault_origin", "shadowed",
-                              "missing", "probe_traceback"]}),
+        (
+            "Metrics",
+            {
+                "fields": [
+                    "success_count",
+                    "error_count",
+                    "consecutive_failures",
+                    "consecutive_severe",
+                    "quarantined",
+                    "uptime",
+                    "loaded_at",
+                    "last_used",
+                    "last_execution_time_ms",
+                    "avg_execution_time_ms",
+                ]
+            },
+        ),
+        (
+            "Definition",
+            {
+                "fields": [
+                    "location",
+                    "source",
+                    "entrypoint",
+                    "requires_gpu",
+                    "timeout_s",
+                    "memory_mb",
+                    "tools_table",
+                    "manifest_pretty",
+                ]
+            },
+        ),
+        (
+            "Probe",
+            {
+                "fields": [
+                    "probed_at",
+                    "probe_duration_ms",
+                    "fault_origin",
+                    "shadowed",
+                    "missing",
+                    "probe_traceback",
+                ]
+            },
+        ),
         ("Recent failed jobs", {"fields": ["recent_failures"]}),
     ]
     readonly_fields = [
@@ -79,9 +123,7 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="State", ordering="state")
     def badge(self, obj: PluginRecord) -> str:
-        return state_badge(
-            plugin_reported_state(obj), " (quarantined)" if obj.quarantined else ""
-        )
+        return state_badge(plugin_reported_state(obj), " (quarantined)" if obj.quarantined else "")
 
     @admin.display(description="Reason")
     def short_reason(self, obj: PluginRecord) -> str:
@@ -95,9 +137,12 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="Tools")
     def tools_table(self, obj: PluginRecord) -> str:
         rows = format_html_join(
-            "", "<tr><td><b>{}</b></td><td>{}</td><td>{}</td></tr>",
-            ((t.get("name"), t.get("description", ""), ", ".join(t.get("input_types", [])))
-             for t in obj.tools or []),
+            "",
+            "<tr><td><b>{}</b></td><td>{}</td><td>{}</td></tr>",
+            (
+                (t.get("name"), t.get("description", ""), ", ".join(t.get("input_types", [])))
+                for t in obj.tools or []
+            ),
         )
         return format_html(
             "<table><tr><th>Tool</th><th>Description</th><th>Input types</th></tr>{}</table>", rows
@@ -115,9 +160,17 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return format_html(
             "<ul>{}</ul>",
             format_html_join(
-                "", '<li><a href="/admin/execution_app/job/{}/change/">{}</a> {} — {}</li>',
-                ((j.pk, f"{j.created_at:%Y-%m-%d %H:%M:%S}", j.error_type,
-                  (j.error or {}).get("error", {}).get("message", "")) for j in jobs),
+                "",
+                '<li><a href="/admin/execution_app/job/{}/change/">{}</a> {} — {}</li>',
+                (
+                    (
+                        j.pk,
+                        f"{j.created_at:%Y-%m-%d %H:%M:%S}",
+                        j.error_type,
+                        (j.error or {}).get("error", {}).get("message", ""),
+                    )
+                    for j in jobs
+                ),
             ),
         )
 

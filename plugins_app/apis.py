@@ -18,7 +18,7 @@ from .serializers import PluginHealthSerializer
 class HealthPermission(BasePermission):
     """Public unless WARDEN_PUBLIC_HEALTH=false, then token-authenticated."""
 
-    def has_permission(self, request: Request, view: APIView) -> bool:  # type: ignore[override]
+    def has_permission(self, request: Request, view: APIView) -> bool:
         if settings.WARDEN_PUBLIC_HEALTH:
             return AllowAny().has_permission(request, view)
         return IsAuthenticated().has_permission(request, view)

@@ -106,9 +106,7 @@ def check_gpu() -> Missing | None:
     problems = [p for p in (torch_cuda_status(), nvidia_smi_status()) if p]
     if not problems:
         return None
-    return Missing(
-        f"No CUDA GPU ({'; '.join(problems)}); this plugin requires a GPU", GPU_HINT
-    )
+    return Missing(f"No CUDA GPU ({'; '.join(problems)}); this plugin requires a GPU", GPU_HINT)
 
 
 def model_file_path(entry: dict[str, Any], folder: Path | None) -> Path | None:
@@ -135,7 +133,9 @@ def _magic_bytes(magic: str) -> bytes:
     return magic.encode()
 
 
-def check_model(entry: dict[str, Any], folder: Path | None, manifest: dict[str, Any]) -> Missing | None:
+def check_model(
+    entry: dict[str, Any], folder: Path | None, manifest: dict[str, Any]
+) -> Missing | None:
     """Return a Missing if the model file is absent, unreadable, too short or of the wrong kind."""
     rel = entry["path"]
     hint = _hint(manifest, rel, None)
@@ -144,7 +144,9 @@ def check_model(entry: dict[str, Any], folder: Path | None, manifest: dict[str, 
         package = entry["package"]
         pkg_hint = _hint(manifest, package, f"pip install {package}")
         return Missing(
-            _with_hint(f"Missing Python package '{package}' that ships model file '{rel}'", pkg_hint),
+            _with_hint(
+                f"Missing Python package '{package}' that ships model file '{rel}'", pkg_hint
+            ),
             pkg_hint,
         )
     min_bytes = int(entry.get("min_bytes", DEFAULT_MIN_BYTES))

@@ -69,7 +69,9 @@ class PluginRecord(models.Model):
         ordering = ["name", "location"]
         constraints = [
             models.UniqueConstraint(
-                fields=["name"], condition=models.Q(shadowed=False), name="unique_active_plugin_name"
+                fields=["name"],
+                condition=models.Q(shadowed=False),
+                name="unique_active_plugin_name",
             )
         ]
 

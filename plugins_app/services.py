@@ -241,7 +241,19 @@ def plugin_record_outcome(
 
     now = timezone.now()
     with transaction.atomic():
-        record = PluginRecord.objects.select_for_update().get(pk=plugin_id)
+        record = (
+            PluginRecord.objects.select_for_update()
+            .only(
+                "recent_execution_ms",
+                "state",
+                "reason",
+                "fault_origin",
+                "quarantined",
+                "missing",
+                "consecutive_severe",
+            )
+            .get(pk=plugin_id)
+        )
         recent = list(record.recent_execution_ms or [])
         fields: dict[str, Any] = {"last_used": now}
         if execution_ms is not None:

@@ -8,4 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("warden")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# Keep each worker child's database connection across tasks (Celery's Django fixup otherwise
+# reconnects before and after every task); Django's CONN_MAX_AGE still recycles it.
+app.conf.update({"CELERY_DB_REUSE_MAX": 1000})
 app.autodiscover_tasks()

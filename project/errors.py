@@ -159,8 +159,9 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
     if error_type is None:
         error_type = "ServiceUnavailable" if exc.status_code == 503 else "ValidationError"
     message, details = _drf_message(exc)
-    if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
-        details["retry_after_s"] = exc.wait
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, drf_exceptions.Throttled) and wait is not None:
+        details["retry_after_s"] = wait
     status = ERROR_STATUS[error_type]
     response = Response(envelope(error_type, message, details=details), status=status)
     if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):

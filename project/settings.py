@@ -77,7 +77,9 @@ TEMPLATES = [
 SQLITE_PATH = Path(os.environ.get("WARDEN_SQLITE_PATH", VAR_DIR / "warden.sqlite3"))
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"), conn_max_age=0
+        os.environ.get("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"),
+        conn_max_age=env_int("WARDEN_DB_CONN_MAX_AGE", 600),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

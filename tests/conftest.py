@@ -99,9 +99,7 @@ def celery_worker(
 
 
 @pytest.fixture
-def live(
-    transactional_db: None, celery_worker: Proc, sync_plugins: Any, samples: Any
-) -> Proc:
+def live(transactional_db: None, celery_worker: Proc, sync_plugins: Any, samples: Any) -> Proc:
     """Runs jobs on the real worker: committed data, `echo` and the fault plugins synced."""
     assert celery_worker.alive(), celery_worker.log_text()
     sync_plugins(samples("echo"), RUNTIME_PLUGINS)

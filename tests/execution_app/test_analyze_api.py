@@ -23,7 +23,9 @@ def plugins(sync_plugins, samples):
 
 
 def post(client, body, **kwargs):
-    response = client.post("/v1/analyze-execution", body, format=kwargs.pop("format", "json"), **kwargs)
+    response = client.post(
+        "/v1/analyze-execution", body, format=kwargs.pop("format", "json"), **kwargs
+    )
     assert response.status_code != 500
     return response
 
@@ -61,7 +63,9 @@ def test_it_rejects_an_unknown_plugin(plugins, auth_client):
 
 def test_it_rejects_an_unknown_tool(plugins, auth_client):
     error = error_of(post(auth_client, {"plugin": "faulty", "tool": "fly"}), 400, "ValidationError")
-    assert error["message"].startswith("Plugin 'faulty' has no tool 'fly' (tools: ok, image, raise,")
+    assert error["message"].startswith(
+        "Plugin 'faulty' has no tool 'fly' (tools: ok, image, raise,"
+    )
     assert error["details"]["field"] == "tool"
     assert_nothing_queued_or_counted()
 
@@ -72,7 +76,9 @@ def test_it_checks_args_against_the_input_schema(plugins, auth_client):
     assert error["message"] == (
         "args of tool 'ok' do not match its input_schema: n: -1 is less than the minimum of 0"
     )
-    assert error["details"]["errors"] == [{"path": "n", "message": "-1 is less than the minimum of 0"}]
+    assert error["details"]["errors"] == [
+        {"path": "n", "message": "-1 is less than the minimum of 0"}
+    ]
     assert_nothing_queued_or_counted()
 
 
@@ -96,8 +102,12 @@ def test_it_rejects_a_file_of_the_wrong_type(plugins, auth_client):
 
 
 def test_it_rejects_a_mime_type_that_contradicts_the_content(plugins, auth_client):
-    body = {"plugin": "faulty", "tool": "image", "image": base64.b64encode(PNG).decode(),
-            "mime_type": "image/jpeg"}
+    body = {
+        "plugin": "faulty",
+        "tool": "image",
+        "image": base64.b64encode(PNG).decode(),
+        "mime_type": "image/jpeg",
+    }
     error = error_of(post(auth_client, body), 400, "ValidationError")
     assert error["message"] == "The file's content is image/png but mime_type says image/jpeg"
 
@@ -105,7 +115,9 @@ def test_it_rejects_a_mime_type_that_contradicts_the_content(plugins, auth_clien
 def test_it_rejects_an_empty_file(plugins, auth_client):
     upload = io.BytesIO(b"")
     upload.name = "empty.png"
-    response = post(auth_client, {"plugin": "faulty", "tool": "image", "file": upload}, format="multipart")
+    response = post(
+        auth_client, {"plugin": "faulty", "tool": "image", "file": upload}, format="multipart"
+    )
     error = error_of(response, 400, "ValidationError")
     assert error["message"] == "The uploaded file is empty"
     assert_nothing_queued_or_counted()
@@ -115,7 +127,9 @@ def test_it_rejects_an_oversized_file(plugins, auth_client, settings):
     settings.WARDEN_MAX_UPLOAD_MB = 1
     upload = io.BytesIO(PNG + b"\0" * (2 * 2**20))
     upload.name = "big.png"
-    response = post(auth_client, {"plugin": "faulty", "tool": "image", "file": upload}, format="multipart")
+    response = post(
+        auth_client, {"plugin": "faulty", "tool": "image", "file": upload}, format="multipart"
+    )
     error = error_of(response, 413, "PayloadTooLarge")
     assert error["details"] == {"size": len(PNG) + 2 * 2**20, "limit": 2**20}
     assert_nothing_queued_or_counted()
@@ -139,7 +153,9 @@ def test_it_rejects_an_unavailable_plugin_with_its_reason(plugins, auth_client):
 
 def test_it_rejects_a_plugin_that_failed_to_load(plugins, auth_client):
     PluginRecord.objects.filter(name="echo").update(
-        state="FAILED", reason="InitError: ValueError: model path not configured", fault_origin="load"
+        state="FAILED",
+        reason="InitError: ValueError: model path not configured",
+        fault_origin="load",
     )
     error = error_of(post(auth_client, {"plugin": "echo"}), 400, "PluginUnavailable")
     assert error["message"] == (
@@ -153,7 +169,9 @@ def test_it_requires_the_plugin_field(plugins, auth_client):
 
 
 def test_it_rejects_malformed_json(plugins, auth_client):
-    response = auth_client.post("/v1/analyze-execution", "{not json", content_type="application/json")
+    response = auth_client.post(
+        "/v1/analyze-execution", "{not json", content_type="application/json"
+    )
     error = error_of(response, 400, "ValidationError")
     assert error["message"].startswith("JSON parse error")
 
@@ -170,5 +188,7 @@ def test_it_rejects_get_on_analyze(plugins, auth_client):
 
 
 def test_it_rejects_a_non_positive_timeout(plugins, auth_client):
-    error = error_of(post(auth_client, {"plugin": "faulty", "timeout_s": 0}), 400, "ValidationError")
+    error = error_of(
+        post(auth_client, {"plugin": "faulty", "timeout_s": 0}), 400, "ValidationError"
+    )
     assert "timeout_s" in error["details"]["fields"]

@@ -257,7 +257,9 @@ def test_it_runs_a_redelivered_message_only_once(live, auth_client, job_done):
     job_id = response.json()["job_id"]
     job = job_done(job_id)
     # The same message again, as a broker redelivery would send it.
-    duplicate = run_job.apply_async(kwargs={"job_id": job_id}, queue="cpu")
+    duplicate = run_job.apply_async(
+        kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s}, queue="cpu"
+    )
 
     assert duplicate.get(timeout=20) == "SKIPPED"
     job.refresh_from_db()

@@ -19,8 +19,12 @@ def make_job(sync_plugins):
 
     def make(tool="ok", args=None, file_bytes=None):
         job_input = analysis_validate(
-            plugin_name="faulty", tool=tool, args=args or {}, file_bytes=file_bytes,
-            mime_type=None, timeout_s=None,
+            plugin_name="faulty",
+            tool=tool,
+            args=args or {},
+            file_bytes=file_bytes,
+            mime_type=None,
+            timeout_s=None,
         )
         return job_create(job_input=job_input)
 
@@ -35,8 +39,18 @@ def test_it_returns_a_job(make_job, auth_client):
     assert response.status_code == 200
     body = response.json()
     assert body["job_id"] == str(job.pk)
-    assert (body["plugin"], body["tool"], body["status"], body["args"]) == ("faulty", "ok", "PENDING", {"n": 2})
-    assert (body["timeout_s"], body["hard_timeout_s"], body["memory_mb"], body["queue"]) == (2.0, 4.0, 200, "cpu")
+    assert (body["plugin"], body["tool"], body["status"], body["args"]) == (
+        "faulty",
+        "ok",
+        "PENDING",
+        {"n": 2},
+    )
+    assert (body["timeout_s"], body["hard_timeout_s"], body["memory_mb"], body["queue"]) == (
+        2.0,
+        4.0,
+        200,
+        "cpu",
+    )
     assert body["url"] == f"/v1/jobs/{job.pk}"
     assert "traceback" not in body
 
@@ -51,8 +65,11 @@ def test_it_answers_404_for_an_unknown_job(make_job, auth_client, job_id):
 
 def test_it_requires_a_token_for_jobs(make_job, api_client):
     job = make_job()
-    for response in (api_client.get("/v1/jobs"), api_client.get(f"/v1/jobs/{job.pk}"),
-                     api_client.delete(f"/v1/jobs/{job.pk}")):
+    for response in (
+        api_client.get("/v1/jobs"),
+        api_client.get(f"/v1/jobs/{job.pk}"),
+        api_client.delete(f"/v1/jobs/{job.pk}"),
+    ):
         assert response.status_code == 401
         assert response.json()["error"]["type"] == "AuthenticationFailed"
     assert Job.objects.get(pk=job.pk).status == "PENDING"
@@ -98,14 +115,16 @@ def test_it_cancels_a_pending_job_once(make_job, auth_client):
     assert second.json()["error"]["message"] == f"Job {job.pk} already finished with status FAILED"
     faulty = PluginRecord.objects.get(name="faulty")
     assert (faulty.error_count, faulty.state) == (0, "INITIALIZED")  # a cancel is no plugin fault
-    assert job_claim(job_id=str(job.pk)) is None  # a late delivery never runs it
+    assert (
+        job_claim(job_id=str(job.pk), hard_timeout_s=4.0) is None
+    )  # a late delivery never runs it
 
 
 def test_it_claims_a_job_only_once(make_job):
     job = make_job()
 
-    first = job_claim(job_id=str(job.pk))
-    second = job_claim(job_id=str(job.pk))
+    first = job_claim(job_id=str(job.pk), hard_timeout_s=4.0)
+    second = job_claim(job_id=str(job.pk), hard_timeout_s=4.0)
 
     assert first is not None and first.status == "RUNNING"
     assert second is None
@@ -120,7 +139,7 @@ def test_it_reaps_stale_pending_and_running_jobs(make_job, settings):
     old_pending, fresh_pending, old_running, fresh_running = (make_job() for _ in range(4))
     Job.objects.filter(pk=old_pending.pk).update(created_at=timezone.now() - timedelta(seconds=61))
     for job in (old_running, fresh_running):
-        job_claim(job_id=str(job.pk))
+        job_claim(job_id=str(job.pk), hard_timeout_s=4.0)
     Job.objects.filter(pk=old_running.pk).update(
         deadline_at=timezone.now() - timedelta(seconds=31), worker_host="lost-host"
     )
@@ -148,7 +167,9 @@ def test_it_purges_old_finished_jobs_and_their_inputs(make_job, settings):
     recent = make_job(tool="image", file_bytes=png)
     active = make_job(tool="image", file_bytes=png)
     long_ago = timezone.now() - timedelta(days=31)
-    Job.objects.filter(pk__in=[old.pk, recent.pk]).update(status="SUCCESS", finished_at=timezone.now())
+    Job.objects.filter(pk__in=[old.pk, recent.pk]).update(
+        status="SUCCESS", finished_at=timezone.now()
+    )
     Job.objects.filter(pk=old.pk).update(finished_at=long_ago)
     Job.objects.filter(pk=active.pk).update(created_at=long_ago)
     old_path = old.input_file.path

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
+import json
 import signal
 import threading
 import time
 import urllib.request
-import json
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,9 @@ def png_bytes(text: str | None = None, size=(8, 8)) -> bytes:
 
     image = Image.new("RGB", size, "white")
     if text:
-        ImageDraw.Draw(image).text((20, 20), text, fill="black", font=ImageFont.load_default(size=48))
+        ImageDraw.Draw(image).text(
+            (20, 20), text, fill="black", font=ImageFont.load_default(size=48)
+        )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -36,7 +37,9 @@ def png_bytes(text: str | None = None, size=(8, 8)) -> bytes:
 
 def test_it_runs_an_async_job_to_the_end(live, auth_client, job_done):
     response = auth_client.post(
-        "/v1/analyze-execution/async", {"plugin": "faulty", "tool": "ok", "args": {"n": 7}}, format="json"
+        "/v1/analyze-execution/async",
+        {"plugin": "faulty", "tool": "ok", "args": {"n": 7}},
+        format="json",
     )
 
     assert response.status_code == 202
@@ -45,7 +48,11 @@ def test_it_runs_an_async_job_to_the_end(live, auth_client, job_done):
     assert accepted["url"] == f"/v1/jobs/{accepted['job_id']}"
     job_done(accepted["job_id"])
     body = auth_client.get(accepted["url"]).json()
-    assert (body["status"], body["result"], body["error"]) == ("SUCCESS", {"ok": True, "n": 7}, None)
+    assert (body["status"], body["result"], body["error"]) == (
+        "SUCCESS",
+        {"ok": True, "n": 7},
+        None,
+    )
     assert body["attempts"] == 1 and body["worker_host"]
 
 
@@ -53,7 +60,9 @@ def test_it_passes_an_uploaded_file_to_the_plugin(live, auth_client):
     upload = io.BytesIO(png_bytes())
     upload.name = "pixel.png"
     response = auth_client.post(
-        "/v1/analyze-execution", {"plugin": "faulty", "tool": "image", "file": upload}, format="multipart"
+        "/v1/analyze-execution",
+        {"plugin": "faulty", "tool": "image", "file": upload},
+        format="multipart",
     )
 
     assert response.status_code == 200, response.json()
@@ -89,7 +98,8 @@ def test_it_never_raises_the_plugin_time_limit(live, auth_client):
 
 def test_it_cancels_a_running_job_and_keeps_serving(live, auth_client, job_done):
     accepted = auth_client.post(
-        "/v1/analyze-execution/async", {"plugin": "echo", "tool": "sleep", "args": {"seconds": 8}},
+        "/v1/analyze-execution/async",
+        {"plugin": "echo", "tool": "sleep", "args": {"seconds": 8}},
         format="json",
     ).json()
     wait_until(lambda: Job.objects.get(pk=accepted["job_id"]).status == "RUNNING", 20, "job to run")
@@ -102,7 +112,9 @@ def test_it_cancels_a_running_job_and_keeps_serving(live, auth_client, job_done)
     assert response.json()["error"]["error"]["details"] == {"cancelled_while": "RUNNING"}
     echo = PluginRecord.objects.get(name="echo")
     assert (echo.state, echo.error_count, echo.success_count) == ("INITIALIZED", 0, 0)
-    follow_up = auth_client.post("/v1/analyze-execution", {"plugin": "echo", "args": {"x": 1}}, format="json")
+    follow_up = auth_client.post(
+        "/v1/analyze-execution", {"plugin": "echo", "args": {"x": 1}}, format="json"
+    )
     assert follow_up.status_code == 200
     assert Job.objects.get(pk=accepted["job_id"]).error_type == "Cancelled"
 
@@ -117,31 +129,45 @@ def gpu_plugin(live, sync_plugins, monkeypatch):
 
 def test_it_answers_503_when_no_worker_consumes_the_queue(gpu_plugin, auth_client):
     started = time.monotonic()
-    response = auth_client.post("/v1/analyze-execution", {"plugin": "gpu_sleeper", "tool": "where"}, format="json")
+    response = auth_client.post(
+        "/v1/analyze-execution", {"plugin": "gpu_sleeper", "tool": "where"}, format="json"
+    )
 
     assert time.monotonic() - started < 3
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["type"] == "ServiceUnavailable"
-    assert error["message"] == "No worker is consuming queue 'gpu'; start one (see docs/operations.md)"
+    assert (
+        error["message"] == "No worker is consuming queue 'gpu'; start one (see docs/operations.md)"
+    )
     job = Job.objects.get(pk=error["job_id"])
     assert (job.status, job.error_type, job.queue) == ("FAILED", "ServiceUnavailable", "gpu")
 
 
 def test_it_routes_gpu_plugins_and_reaps_jobs_of_a_killed_worker(gpu_plugin, auth_client, settings):
-    gpu_worker = start_worker(worker_env(), Path(settings.VAR_DIR) / "gpu-worker.log", name="gpu",
-                              queues="gpu", concurrency=1)
+    gpu_worker = start_worker(
+        worker_env(),
+        Path(settings.VAR_DIR) / "gpu-worker.log",
+        name="gpu",
+        queues="gpu",
+        concurrency=1,
+    )
     try:
-        where = auth_client.post("/v1/analyze-execution", {"plugin": "gpu_sleeper", "tool": "where"}, format="json")
+        where = auth_client.post(
+            "/v1/analyze-execution", {"plugin": "gpu_sleeper", "tool": "where"}, format="json"
+        )
         assert where.status_code == 200, where.json()
         import psutil
 
         assert psutil.Process(where.json()["result"]["pid"]).ppid() == gpu_worker.pid
         accepted = auth_client.post(
-            "/v1/analyze-execution/async", {"plugin": "gpu_sleeper", "tool": "sleep", "args": {"seconds": 30}},
+            "/v1/analyze-execution/async",
+            {"plugin": "gpu_sleeper", "tool": "sleep", "args": {"seconds": 30}},
             format="json",
         ).json()
-        wait_until(lambda: Job.objects.get(pk=accepted["job_id"]).status == "RUNNING", 20, "job to run")
+        wait_until(
+            lambda: Job.objects.get(pk=accepted["job_id"]).status == "RUNNING", 20, "job to run"
+        )
 
         gpu_worker.stop(signal.SIGKILL)  # the whole worker host dies mid-job
 
@@ -163,7 +189,9 @@ def test_it_answers_503_when_redis_is_down_and_fails_the_job(live, auth_client, 
     redis_proc.stop()
     try:
         started = time.monotonic()
-        response = auth_client.post("/v1/analyze-execution", {"plugin": "faulty", "tool": "ok"}, format="json")
+        response = auth_client.post(
+            "/v1/analyze-execution", {"plugin": "faulty", "tool": "ok"}, format="json"
+        )
         elapsed = time.monotonic() - started
     finally:
         restarted = start_redis(port, Path(settings.VAR_DIR) / "redis")
@@ -177,7 +205,9 @@ def test_it_answers_503_when_redis_is_down_and_fails_the_job(live, auth_client, 
     assert (job.status, job.error_type) == ("FAILED", "ServiceUnavailable")
 
     def serving() -> bool:
-        r = auth_client.post("/v1/analyze-execution", {"plugin": "faulty", "tool": "ok"}, format="json")
+        r = auth_client.post(
+            "/v1/analyze-execution", {"plugin": "faulty", "tool": "ok"}, format="json"
+        )
         return r.status_code == 200
 
     wait_until(serving, 60, "the worker to reconnect to Redis", interval=0.5)

@@ -1,0 +1,204 @@
+"""Execution benchmark: Warden's sync round trip against a bare Celery round trip, measured in one
+run on one stack (Redis + prefork worker + gunicorn started here), plus limit overshoots.
+
+    .venv/bin/python bench/execution.py [--requests 300] [--concurrency 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+VAR = Path(tempfile.mkdtemp(prefix="warden-bench-"))
+os.environ.update(
+    DJANGO_SETTINGS_MODULE="project.settings",
+    WARDEN_VAR_DIR=str(VAR),
+    WARDEN_SYNC_ON_WORKER_START="0",
+    WARDEN_HARD_GRACE_S="1",
+    WARDEN_LOG_LEVEL="WARNING",
+    WARDEN_QUARANTINE_AFTER="100000",  # the limit runs crash the same plugin on purpose
+)
+
+from tests.harness import free_port, process_env, start_gunicorn, start_redis, start_worker  # noqa: E402
+
+REDIS_PORT = free_port()
+os.environ["WARDEN_REDIS_URL"] = f"redis://127.0.0.1:{REDIS_PORT}/0"
+
+import django  # noqa: E402
+
+django.setup()
+from django.core.management import call_command  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def timed_parallel(fn, total: int, concurrency: int) -> tuple[list[float], float]:
+    """Run `fn` `total` times on `concurrency` threads; return latencies (s) and wall time (s)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker() -> None:
+        for _ in counter:
+            started = time.perf_counter()
+            fn()
+            with lock:
+                latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=4)
+    options = parser.parse_args()
+
+    redis = start_redis(REDIS_PORT, VAR / "redis")
+    call_command("migrate", verbosity=0)
+    from django.contrib.auth.models import User
+    from rest_framework.authtoken.models import Token
+
+    from execution_app.models import Job
+    from execution_app.tasks import ping
+    from plugins_app.models import PluginRecord
+    from plugins_app.services import plugin_sync
+
+    plugin_sync(plugin_dirs=[ROOT / "tests" / "plugins" / "runtime", ROOT / "plugin_packages"])
+    token = Token.objects.create(user=User.objects.create_user("bench")).key
+    env = process_env(
+        {
+            "WARDEN_REDIS_URL": os.environ["WARDEN_REDIS_URL"],
+            "WARDEN_VAR_DIR": str(VAR),
+            "WARDEN_HARD_GRACE_S": "1",
+            "WARDEN_LOG_LEVEL": "WARNING",
+            "WARDEN_QUARANTINE_AFTER": "100000",
+        }
+    )
+    port = free_port()
+    worker = start_worker(env, VAR / "worker.log", name="bench", concurrency=2)
+    web = start_gunicorn(env, VAR / "gunicorn.log", port)
+    base = f"http://127.0.0.1:{port}"
+
+    def analyze(body: dict, timeout: float = 60) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"{base}/v1/analyze-execution",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def echo() -> None:
+        status, body = analyze({"plugin": "echo", "args": {"n": 1}})
+        assert status == 200, body
+
+    def bare() -> None:
+        assert ping.delay().get(timeout=30) == "pong"
+
+    try:
+        for _ in range(20):  # warm up: children load plugins, connections open
+            echo()
+            bare()
+        print(
+            f"# Warden execution benchmark ({options.requests} requests, "
+            f"concurrency 1 and {options.concurrency}, worker prefork -c 2)"
+        )
+        rows = []
+        for label, fn in (
+            ("bare Celery ping (delay+get)", bare),
+            ("Warden sync echo (HTTP)", echo),
+        ):
+            serial, _ = timed_parallel(fn, options.requests, 1)
+            _, wall = timed_parallel(fn, options.requests, options.concurrency)
+            rows.append(
+                (
+                    label,
+                    statistics.median(serial) * 1000,
+                    percentile(serial, 99) * 1000,
+                    options.requests / wall,
+                )
+            )
+        print(f"{'path':<32}{'p50 ms':>9}{'p99 ms':>9}{'jobs/s':>9}")
+        for label, p50, p99, rate in rows:
+            print(f"{label:<32}{p50:>9.2f}{p99:>9.2f}{rate:>9.1f}")
+        print(
+            f"ratio p50 Warden/bare: {rows[1][1] / rows[0][1]:.2f}x; "
+            f"throughput bare/Warden: {rows[0][3] / rows[1][3]:.2f}x"
+        )
+
+        import psutil
+
+        def limit_run(tool: str, timeout_s: float) -> tuple[float, float, float]:
+            """Return (job end - start - limit, child death - start - limit, limit) in seconds."""
+            status, body = analyze(
+                {"plugin": "faulty", "tool": tool, "args": {"seconds": 30}, "timeout_s": timeout_s}
+            )
+            job = Job.objects.get(pk=body["error"]["job_id"])
+            kind = body["error"]["details"]["kind"]
+            limit = timeout_s if kind == "soft" else timeout_s + 1
+            ended = (job.finished_at - job.started_at).total_seconds() - limit
+            return ended, kind, limit
+
+        print("\n# Time limits (faulty plugin; soft limit 1 s, hard = soft + 1 s grace)")
+        for tool in ("sleep", "spin_native"):
+            overs = []
+            for _ in range(5):
+                children_before = {c.pid for c in psutil.Process(worker.pid).children()}
+                over, kind, limit = limit_run(tool, 1)
+                overs.append(over)
+                if kind == "hard":
+                    gone = children_before - {c.pid for c in psutil.Process(worker.pid).children()}
+                    assert gone, "the stuck child was not replaced"
+            print(
+                f"{tool:<12} kind={kind:<4} limit={limit:.0f}s  overshoot of job end past the "
+                f"deadline: median {statistics.median(overs) * 1000:.0f} ms, "
+                f"max {max(overs) * 1000:.0f} ms"
+            )
+
+        print("\n# Memory limit (faulty.alloc appends 8 MB chunks; limit 200 MB of RSS growth)")
+        for label, gpu in (
+            ("CPU plugin: RLIMIT_AS backstop + watchdog", False),
+            ("GPU-style plugin: watchdog thread only", True),
+        ):
+            PluginRecord.objects.filter(name="faulty").update(requires_gpu=gpu)
+            peaks = []
+            for _ in range(5):
+                _, body = analyze({"plugin": "faulty", "tool": "alloc"})
+                assert body["error"]["type"] == "MemoryLimitExceeded", body
+                peaks.append(float(body["error"]["details"]["peak_mb"]))
+            print(
+                f"{label:<44} peak growth at stop: median {statistics.median(peaks):.0f} MB, "
+                f"max {max(peaks):.0f} MB (max overshoot {100 * (max(peaks) - 200) / 200:.1f} %)"
+            )
+    finally:
+        web.stop()
+        worker.stop()
+        redis.stop()
+
+
+if __name__ == "__main__":
+    main()
