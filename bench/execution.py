@@ -152,9 +152,9 @@ def main() -> None:
 
         import psutil
 
-        def limit_run(tool: str, timeout_s: float) -> tuple[float, float, float]:
-            """Return (job end - start - limit, child death - start - limit, limit) in seconds."""
-            status, body = analyze(
+        def limit_run(tool: str, timeout_s: float) -> tuple[float, str, float]:
+            """Return (job end - start - limit in s, limit kind, limit in s)."""
+            _, body = analyze(
                 {"plugin": "faulty", "tool": tool, "args": {"seconds": 30}, "timeout_s": timeout_s}
             )
             job = Job.objects.get(pk=body["error"]["job_id"])

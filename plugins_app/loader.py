@@ -31,7 +31,9 @@ def _plugin_package(name: str, folder: Path, fresh: bool) -> str:
     package_name = f"{PACKAGE_ROOT}.{name}"
     package = sys.modules.get(package_name)
     if fresh or package is None or list(getattr(package, "__path__", [])) != [str(folder)]:
-        for key in [k for k in sys.modules if k == package_name or k.startswith(package_name + ".")]:
+        for key in [
+            k for k in sys.modules if k == package_name or k.startswith(package_name + ".")
+        ]:
             del sys.modules[key]
         package = types.ModuleType(package_name)
         package.__path__ = [str(folder)]
@@ -46,21 +48,34 @@ def load_plugin_class(
 ) -> type[Any]:
     """Import the plugin module and return its class; `fresh` re-imports a folder plugin.
 
-    Raises whatever the plugin's import raises, or EntrypointError if the class is missing.
+    Raises whatever the plugin's import raises, or EntrypointError if the entrypoint's module or
+    class is missing.
     """
     module_name, _, class_name = entrypoint.partition(":")
     if source == "directory" and folder:
         qualified = f"{_plugin_package(name, Path(folder), fresh)}.{module_name}"
     else:
         qualified = module_name
-    module = importlib.import_module(qualified)
+    try:
+        module = importlib.import_module(qualified)
+    except ModuleNotFoundError as exc:
+        # Only the entrypoint module itself (or a parent of it) missing is a manifest error;
+        # a module the plugin's own code imports stays the plugin's ImportError.
+        if exc.name is None or not (qualified + ".").startswith(exc.name + "."):
+            raise
+        where = f"in plugin folder {folder}" if source == "directory" and folder else "installed"
+        raise EntrypointError(
+            f"entrypoint '{entrypoint}': no module '{module_name}' {where}"
+        ) from exc
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         raise EntrypointError(
             f"entrypoint '{entrypoint}': module '{module_name}' has no class '{class_name}'"
         )
     if not callable(getattr(cls, "run", None)):
-        raise EntrypointError(f"entrypoint '{entrypoint}': class '{class_name}' has no run() method")
+        raise EntrypointError(
+            f"entrypoint '{entrypoint}': class '{class_name}' has no run() method"
+        )
     return cls
 
 

@@ -31,7 +31,9 @@ def main(argv: list[str]) -> int:
     try:
         emit({"stage": stage})
         cls = load_plugin_class(
-            name=spec["name"], folder=spec["folder"], entrypoint=spec["entrypoint"],
+            name=spec["name"],
+            folder=spec["folder"],
+            entrypoint=spec["entrypoint"],
             source=spec["source"],
         )
         stage = "init"
@@ -40,7 +42,7 @@ def main(argv: list[str]) -> int:
         stage = "validate"
         emit({"stage": stage})
         call_validate(instance)
-    except BaseException as exc:  # noqa: BLE001 - every failure is reported, SystemExit included
+    except BaseException as exc:  # every failure is reported, SystemExit included
         emit(
             {
                 "ok": False,

@@ -51,13 +51,18 @@ class Command(BaseCommand):
     def _table(self) -> None:
         rows = [plugin_health(p) for p in plugin_list()]
         if not rows:
-            self.stdout.write("No plugins found (WARDEN_PLUGIN_DIRS, entry points 'warden.plugins')")
+            self.stdout.write(
+                "No plugins found (WARDEN_PLUGIN_DIRS, entry points 'warden.plugins')"
+            )
             return
         width = max(len(r["name"]) for r in rows) + 2
         self.stdout.write(f"{'NAME':<{width}}{'VERSION':<10}{'STATE':<13}REASON")
         for r in rows:
-            style = {"INITIALIZED": self.style.SUCCESS, "RUNNING": self.style.SUCCESS,
-                     "FAILED": self.style.ERROR}.get(r["state"], self.style.WARNING)
+            style = {
+                "INITIALIZED": self.style.SUCCESS,
+                "RUNNING": self.style.SUCCESS,
+                "FAILED": self.style.ERROR,
+            }.get(r["state"], self.style.WARNING)
             self.stdout.write(
                 f"{r['name']:<{width}}{(r['version'] or '-'):<10}"
                 + style(f"{r['state']:<13}")
@@ -84,5 +89,7 @@ class Command(BaseCommand):
         if history:
             self.stdout.write("\nState history (newest first):")
             for t in history:
-                self.stdout.write(f"  {t.at:%Y-%m-%d %H:%M:%S} {t.from_state or '-'} -> "
-                                  f"{t.to_state}: {t.reason or ''}")
+                self.stdout.write(
+                    f"  {t.at:%Y-%m-%d %H:%M:%S} {t.from_state or '-'} -> "
+                    f"{t.to_state}: {t.reason or ''}"
+                )
