@@ -184,6 +184,5 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         outcomes = plugin_sync(locations=list(queryset.values_list("location", flat=True)))
         for outcome in outcomes:
             level = messages.SUCCESS if outcome.state == "INITIALIZED" else messages.WARNING
-            self.message_user(
-                request, f"{outcome.name}: {outcome.state} {outcome.reason or ''}", level
-            )
+            reason = f" ({outcome.reason})" if outcome.reason else ""
+            self.message_user(request, f"{outcome.name}: {outcome.state}{reason}", level)

@@ -42,5 +42,7 @@ class PluginHealthApi(APIView):
         """One plugin's health record; 404 PluginNotFound if no plugin has that name."""
         plugin = plugin_get(name=name)
         if plugin is None:
-            raise WardenError("PluginNotFound", f"No plugin named '{name}'", status=404)
+            raise WardenError(
+                "PluginNotFound", f"No plugin named '{name}'", plugin=name, status=404
+            )
         return Response(PluginHealthSerializer(plugin_health(plugin)).data)

@@ -201,9 +201,11 @@ def plugin_sync(
                     )
                 )
 
-    if locations is None:
-        for record in PluginRecord.objects.filter(missing=False).exclude(location__in=found):
-            _mark_missing(record)
+    vanished = PluginRecord.objects.filter(missing=False).exclude(location__in=found)
+    if locations is not None:
+        vanished = vanished.filter(location__in=locations)
+    for record in vanished:
+        _mark_missing(record)
 
     if to_probe:
         say(f"Probing {len(to_probe)} plugin(s) in isolated processes")

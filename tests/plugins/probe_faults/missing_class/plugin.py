@@ -1,0 +1,8 @@
+"""Has `Plugin`, but the manifest asks for `Missing`."""
+
+
+class Plugin:
+    """Does nothing; only its import matters."""
+
+    def run(self, tool: str, args: dict) -> dict:
+        return {"ok": True}

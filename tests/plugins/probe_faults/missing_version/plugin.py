@@ -1,0 +1,8 @@
+"""Never imported: the manifest lacks 'version'."""
+
+
+class Plugin:
+    """Does nothing; only its import matters."""
+
+    def run(self, tool: str, args: dict) -> dict:
+        return {"ok": True}

@@ -1,0 +1,13 @@
+"""models/weights.bin holds 10 bytes of the 1024 required."""
+
+from pathlib import Path
+
+# Dependency faults must stop Warden before import: this marker proves the module never ran.
+(Path(__file__).parent / "IMPORTED").write_text("imported")
+
+
+class Plugin:
+    """Does nothing; only its import matters."""
+
+    def run(self, tool: str, args: dict) -> dict:
+        return {"ok": True}

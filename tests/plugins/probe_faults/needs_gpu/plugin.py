@@ -1,0 +1,13 @@
+"""requires_gpu: imported only on a host with a CUDA GPU."""
+
+from pathlib import Path
+
+# Dependency faults must stop Warden before import: this marker proves the module never ran.
+(Path(__file__).parent / "IMPORTED").write_text("imported")
+
+
+class Plugin:
+    """Does nothing; only its import matters."""
+
+    def run(self, tool: str, args: dict) -> dict:
+        return {"ok": True}

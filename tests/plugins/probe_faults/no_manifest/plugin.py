@@ -1,0 +1,8 @@
+"""A folder without manifest.json."""
+
+
+class Plugin:
+    """Does nothing; only its import matters."""
+
+    def run(self, tool: str, args: dict) -> dict:
+        return {"ok": True}

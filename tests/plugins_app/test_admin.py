@@ -1,0 +1,127 @@
+"""Admin: the plugin changelist, filters, search, change page and the re-probe action."""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from plugins_app.models import PluginRecord, PluginState
+
+FAULTS = Path(__file__).resolve().parents[1] / "plugins" / "probe_faults"
+CHANGELIST = "/admin/plugins_app/pluginrecord/"
+RED_BADGE = (
+    '<span style="background:#d93025;color:#fff;padding:2px 8px;border-radius:10px;'
+    'font-weight:600;font-size:11px;white-space:nowrap">FAILED</span>'
+)
+GREEN_BADGE = (
+    '<span style="background:#1e8e3e;color:#fff;padding:2px 8px;border-radius:10px;'
+    'font-weight:600;font-size:11px;white-space:nowrap">INITIALIZED</span>'
+)
+
+
+def copy_plugins(dest: Path, *names: str) -> Path:
+    """Copy fault-suite plugin folders into `dest`; return `dest`."""
+    for name in names:
+        shutil.copytree(FAULTS / name, dest / name)
+    return dest
+
+
+def listed(client: Client, query: str = "") -> list[str]:
+    """Names on the changelist for `query`, in display order."""
+    response = client.get(CHANGELIST + query)
+    assert response.status_code == 200
+    return [r.name for r in response.context["cl"].result_list]
+
+
+@pytest.fixture
+def synced(sync_plugins: Any, tmp_path: Path, settings: Any) -> Path:
+    settings.WARDEN_PLUGIN_DIRS = [tmp_path]
+    copy_plugins(tmp_path, "healthy", "init_error", "needs_gpu", "missing_program")
+    sync_plugins(tmp_path)
+    return tmp_path
+
+
+def test_it_shows_coloured_state_badges_and_reasons(synced: Path, admin_client: Client) -> None:
+    response = admin_client.get(CHANGELIST)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert RED_BADGE in page
+    assert GREEN_BADGE in page
+    assert html.escape("InitError: ValueError: model path not configured") in page
+    assert html.escape("Missing program 'nonexistent_program_xyz' on PATH") in page
+    assert listed(admin_client) == ["healthy", "init_error", "missing_program", "needs_gpu"]
+
+
+def test_it_filters_by_state_and_gpu(synced: Path, admin_client: Client) -> None:
+    assert listed(admin_client, "?state__exact=FAILED") == ["init_error"]
+    assert listed(admin_client, "?state__exact=INITIALIZED") == ["healthy"]
+    assert listed(admin_client, "?state__exact=UNAVAILABLE") == ["missing_program", "needs_gpu"]
+    assert listed(admin_client, "?requires_gpu__exact=1") == ["needs_gpu"]
+    assert listed(admin_client, "?requires_gpu__exact=0") == [
+        "healthy",
+        "init_error",
+        "missing_program",
+    ]
+
+
+def test_it_searches_names_and_reasons(synced: Path, admin_client: Client) -> None:
+    assert listed(admin_client, "?q=init_err") == ["init_error"]
+    assert listed(admin_client, "?q=nonexistent_program") == ["missing_program"]
+    assert listed(admin_client, "?q=no-such-thing") == []
+
+
+def test_it_shows_manifest_tools_and_history_on_the_change_page(
+    synced: Path, admin_client: Client
+) -> None:
+    record = PluginRecord.objects.get(name="init_error")
+
+    response = admin_client.get(f"{CHANGELIST}{record.pk}/change/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert html.escape(json.dumps(record.manifest, indent=2)) in page
+    assert "<tr><td><b>run</b></td><td></td><td></td></tr>" in page
+    assert "State history" in page
+    assert page.count("InitError: ValueError: model path not configured") >= 2  # reason + history
+    assert html.escape('raise ValueError("model path not configured")') in page  # traceback
+
+
+def test_it_re_probes_the_selected_plugins(
+    synced: Path, admin_client: Client, tmp_path: Path
+) -> None:
+    broken = PluginRecord.objects.get(name="init_error")
+    other = PluginRecord.objects.get(name="missing_program")
+    other_probed_at = other.probed_at
+    shutil.copy(FAULTS / "healthy" / "plugin.py", tmp_path / "init_error" / "plugin.py")
+
+    response = admin_client.post(
+        CHANGELIST, {"action": "reprobe", "_selected_action": [broken.pk]}, follow=True
+    )
+
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == ["init_error: INITIALIZED"]
+    broken.refresh_from_db()
+    assert (broken.state, broken.reason, broken.hint) == (PluginState.INITIALIZED, None, None)
+    assert [t.to_state for t in broken.transitions.order_by("id")] == ["FAILED", "INITIALIZED"]
+    other.refresh_from_db()
+    assert other.state == PluginState.UNAVAILABLE
+    assert other.probed_at == other_probed_at
+
+
+def test_it_does_not_offer_an_add_button(synced: Path, admin_client: Client) -> None:
+    assert admin_client.get(f"{CHANGELIST}add/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_it_keeps_anonymous_users_out(client: Client) -> None:
+    response = client.get(CHANGELIST)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/login/?next={CHANGELIST}"

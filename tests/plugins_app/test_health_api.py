@@ -1,0 +1,252 @@
+"""Health API: GET /v1/plugins and /v1/plugins/{name}/health, and the error envelope."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from plugins_app.models import PluginRecord
+
+FAULTS = Path(__file__).resolve().parents[1] / "plugins" / "probe_faults"
+HEALTH_FIELDS = {
+    "name",
+    "version",
+    "description",
+    "state",
+    "reason",
+    "hint",
+    "accepting_jobs",
+    "requires_gpu",
+    "tools",
+    "success_count",
+    "error_count",
+    "consecutive_failures",
+    "uptime_seconds",
+    "loaded_at",
+    "last_used",
+    "last_execution_time_ms",
+    "avg_execution_time_ms",
+}
+ENVELOPE_FIELDS = {"type", "message", "details", "plugin", "job_id", "timestamp"}
+NO_TOOL_DETAILS = [
+    {
+        "name": "run",
+        "description": None,
+        "input_types": [],
+        "input_schema": None,
+        "output_schema": None,
+    }
+]
+
+
+def copy_plugins(dest: Path, *names: str) -> Path:
+    """Copy fault-suite plugin folders into `dest`; return `dest`."""
+    for name in names:
+        shutil.copytree(FAULTS / name, dest / name)
+    return dest
+
+
+def parse_utc(text: str) -> datetime:
+    assert text.endswith("Z"), text
+    return datetime.fromisoformat(text)
+
+
+def assert_envelope(
+    body: dict[str, Any], error_type: str, message: str, plugin: str | None = None
+) -> None:
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == ENVELOPE_FIELDS
+    assert (error["type"], error["message"]) == (error_type, message)
+    assert (error["plugin"], error["job_id"]) == (plugin, None)
+    parse_utc(error["timestamp"])
+
+
+@pytest.fixture
+def synced(sync_plugins: Any, tmp_path: Path) -> Path:
+    """Three plugins, one per state; created in an order that is not sorted by name."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    copy_plugins(first, "validate_error", "missing_package")
+    copy_plugins(second, "healthy")
+    sync_plugins(first, second)
+    return tmp_path
+
+
+def test_it_lists_every_plugin_sorted_by_name_with_every_field(
+    synced: Path, api_client: APIClient
+) -> None:
+    creation_order = list(PluginRecord.objects.order_by("id").values_list("name", flat=True))
+
+    response = api_client.get("/v1/plugins")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert creation_order == ["missing_package", "validate_error", "healthy"]
+    assert [p["name"] for p in body] == ["healthy", "missing_package", "validate_error"]
+    assert [p["state"] for p in body] == ["INITIALIZED", "UNAVAILABLE", "FAILED"]
+    for plugin in body:
+        assert set(plugin) == HEALTH_FIELDS
+
+
+def test_it_reports_an_initialized_plugin(synced: Path, api_client: APIClient) -> None:
+    response = api_client.get("/v1/plugins/healthy/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    loaded_at = parse_utc(body.pop("loaded_at"))
+    uptime = body.pop("uptime_seconds")
+    assert loaded_at == PluginRecord.objects.get(name="healthy").loaded_at
+    assert isinstance(uptime, float) and 0 <= uptime < 60
+    assert body == {
+        "name": "healthy",
+        "version": "1.0.0",
+        "description": "Fault suite reference: imports, inits and validates cleanly",
+        "state": "INITIALIZED",
+        "reason": None,
+        "hint": None,
+        "accepting_jobs": True,
+        "requires_gpu": False,
+        "tools": NO_TOOL_DETAILS,
+        "success_count": 0,
+        "error_count": 0,
+        "consecutive_failures": 0,
+        "last_used": None,
+        "last_execution_time_ms": None,
+        "avg_execution_time_ms": None,
+    }
+
+
+def test_it_reports_a_failed_plugin_with_reason_and_hint(
+    synced: Path, api_client: APIClient
+) -> None:
+    response = api_client.get("/v1/plugins/validate_error/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["state"] == "FAILED"
+    assert body["reason"] == "ValidationFailed: RuntimeError: license file /etc/xyz.lic not found"
+    assert body["hint"] == (
+        "fix the RuntimeError raised by validate() of plugin 'validate_error', then re-probe; the "
+        "traceback is in `manage.py plugins check validate_error` and the admin"
+    )
+    assert (body["accepting_jobs"], body["uptime_seconds"], body["loaded_at"]) == (
+        False,
+        None,
+        None,
+    )
+    assert "Traceback" not in json.dumps(body)  # tracebacks are for operators, not clients
+
+
+def test_it_reports_an_unavailable_plugin_with_reason_and_hint(
+    synced: Path, api_client: APIClient
+) -> None:
+    response = api_client.get("/v1/plugins/missing_package/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["state"], body["reason"], body["hint"]) == (
+        "UNAVAILABLE",
+        "Missing Python package 'nonexistent_pkg_xyz' (install with: pip install "
+        "nonexistent_pkg_xyz)",
+        "pip install nonexistent_pkg_xyz",
+    )
+    assert (body["accepting_jobs"], body["uptime_seconds"], body["loaded_at"]) == (
+        False,
+        None,
+        None,
+    )
+
+
+def test_it_answers_404_in_the_envelope_for_an_unknown_plugin(
+    synced: Path, api_client: APIClient
+) -> None:
+    response = api_client.get("/v1/plugins/nope/health")
+
+    assert response.status_code == 404
+    assert_envelope(response.json(), "PluginNotFound", "No plugin named 'nope'", plugin="nope")
+    assert response.json()["error"]["details"] == {}
+
+
+def test_it_requires_a_token_when_health_is_not_public(
+    synced: Path, api_client: APIClient, auth_client: APIClient, settings: Any
+) -> None:
+    settings.WARDEN_PUBLIC_HEALTH = False
+
+    for path in ("/v1/plugins", "/v1/plugins/healthy/health"):
+        denied = api_client.get(path)
+        assert denied.status_code == 401
+        assert denied["WWW-Authenticate"] == 'Token realm="api"'
+        assert_envelope(
+            denied.json(), "AuthenticationFailed", "Authentication credentials were not provided."
+        )
+        assert auth_client.get(path).status_code == 200
+
+    assert [p["name"] for p in auth_client.get("/v1/plugins").json()] == [
+        "healthy",
+        "missing_package",
+        "validate_error",
+    ]
+
+
+def test_it_rejects_a_wrong_token_when_health_is_not_public(
+    synced: Path, api_client: APIClient, settings: Any
+) -> None:
+    settings.WARDEN_PUBLIC_HEALTH = False
+    api_client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+
+    response = api_client.get("/v1/plugins")
+
+    assert response.status_code == 401
+    assert_envelope(response.json(), "AuthenticationFailed", "Invalid token.")
+
+
+def test_it_answers_405_in_the_envelope_for_post(synced: Path, api_client: APIClient) -> None:
+    response = api_client.post("/v1/plugins", {"name": "x"}, format="json")
+
+    assert response.status_code == 405
+    assert_envelope(response.json(), "MethodNotAllowed", 'Method "POST" not allowed.')
+    assert PluginRecord.objects.count() == 3
+
+
+def test_it_answers_404_in_the_envelope_for_an_unknown_url(api_client: APIClient) -> None:
+    response = api_client.get("/v1/nope")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert_envelope(response.json(), "NotFound", "No such endpoint: /v1/nope")
+
+
+def test_it_never_imports_plugin_code_to_answer(synced: Path, api_client: APIClient) -> None:
+    api_client.get("/v1/plugins")
+    api_client.get("/v1/plugins/healthy/health")
+
+    assert [m for m in sys.modules if m.startswith("warden_plugins")] == []
+
+
+@pytest.mark.django_db
+def test_it_serves_an_openapi_document(api_client: APIClient) -> None:
+    response = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+    assert response.status_code == 200
+    schema = json.loads(response.content)
+    assert schema["openapi"].startswith("3.")
+    assert schema["info"]["title"] == "Warden API"
+    assert {"/v1/plugins", "/v1/plugins/{name}/health"} <= set(schema["paths"])
+    health = schema["components"]["schemas"]["PluginHealth"]
+    assert set(health["properties"]) == HEALTH_FIELDS
+
+
+@pytest.mark.django_db
+def test_it_serves_the_api_docs_page(api_client: APIClient) -> None:
+    response = api_client.get("/api/docs/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    assert b"swagger-ui" in response.content
