@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 from rest_framework.test import APIClient
 
 from plugins_app.models import FaultOrigin, PluginRecord, PluginState, PluginStateTransition
