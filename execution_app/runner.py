@@ -143,7 +143,7 @@ class ToolRunner:
                 traceback=trace,
                 execution_ms=elapsed_ms if watch is not None else None,
                 peak_memory_mb=watch.peak_growth_mb if watch is not None else None,
-                plugin_id=job.plugin_id,
+                plugin=job.plugin,
             )
         return error is None
 

@@ -55,7 +55,7 @@ def job_wait(*, job: Job, timeout_s: float) -> Job:
     except Exception:  # noqa: S110 - timeout or Redis gone: the job row decides below
         pass
     while True:
-        job.refresh_from_db()
+        job.refresh_from_db(fields=["status", "result", "error", "execution_time_ms"])
         if job.status not in ACTIVE_STATUSES or time.monotonic() >= deadline:
             return job
         time.sleep(POLL_S)

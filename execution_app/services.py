@@ -31,6 +31,52 @@ from .validation import (
 logger = logging.getLogger(__name__)
 
 
+# What ToolRunner needs of a claimed job and its plugin (fewer columns: a cheaper hot path).
+CLAIM_FIELDS = (
+    "id",
+    "plugin_name",
+    "tool",
+    "args",
+    "input_file",
+    "input_mime_type",
+    "timeout_s",
+    "memory_mb",
+    "plugin__id",
+    "plugin__name",
+    "plugin__location",
+    "plugin__source",
+    "plugin__version",
+    "plugin__entrypoint",
+    "plugin__requires_gpu",
+    "plugin__tools",
+    "plugin__state",
+    "plugin__reason",
+    "plugin__hint",
+    "plugin__fault_origin",
+    "plugin__quarantined",
+    "plugin__shadowed",
+    "plugin__missing",
+    "plugin__probed_at",
+    "plugin__recent_execution_ms",
+    "plugin__metrics_version",
+)
+ADMIT_FIELDS = (
+    "id",
+    "name",
+    "state",
+    "reason",
+    "hint",
+    "fault_origin",
+    "quarantined",
+    "shadowed",
+    "missing",
+    "tools",
+    "timeout_s",
+    "memory_mb",
+    "requires_gpu",
+)
+
+
 @dataclass(frozen=True)
 class JobInput:
     """A validated analyze request."""
@@ -54,9 +100,7 @@ def analysis_validate(
 ) -> JobInput:
     """Check an analyze request against the registry; raise WardenError before anything queues."""
     plugin = (
-        PluginRecord.objects.filter(name=plugin_name, shadowed=False)
-        .defer("manifest", "probe_traceback")
-        .first()
+        PluginRecord.objects.filter(name=plugin_name, shadowed=False).only(*ADMIT_FIELDS).first()
     )
     if plugin is None:
         raise WardenError(
@@ -114,11 +158,7 @@ def job_claim(*, job_id: str, hard_timeout_s: float) -> Job | None:
     if not claimed:
         Job.objects.filter(pk=job_id).update(attempts=F("attempts") + 1)  # a redelivery
         return None
-    return (
-        Job.objects.select_related("plugin")
-        .defer("plugin__manifest", "plugin__probe_traceback", "traceback")
-        .get(pk=job_id)
-    )
+    return Job.objects.select_related("plugin").only(*CLAIM_FIELDS).get(pk=job_id)
 
 
 def job_finish(
@@ -129,7 +169,7 @@ def job_finish(
     traceback: str = "",
     execution_ms: float | None = None,
     peak_memory_mb: float | None = None,
-    plugin_id: int | None = None,
+    plugin: PluginRecord | None = None,
 ) -> bool:
     """Record a job's end (SUCCESS with `result`, or FAILED with `error`) and the plugin's metrics.
 
@@ -156,11 +196,15 @@ def job_finish(
         ended = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(**fields)
         if not ended:
             return False
-        if plugin_id is None:
-            plugin_id = Job.objects.values_list("plugin_id", flat=True).get(pk=job_id)
+        plugin_id = (
+            plugin.pk
+            if plugin is not None
+            else Job.objects.values_list("plugin_id", flat=True).get(pk=job_id)
+        )
         if plugin_id is not None and (error is None or error.type in PLUGIN_FAULTS):
             plugin_record_outcome(
                 plugin_id=plugin_id,
+                snapshot=plugin,
                 error_type=None if error is None else error.type,
                 reason=None if error is None else error.message,
                 execution_ms=execution_ms,

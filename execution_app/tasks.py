@@ -45,7 +45,15 @@ def _job_label(job_id: str) -> tuple[str, str, float]:
 
 
 def job_fail_hard_timeout(job_id: str) -> None:
-    """Record a job whose child was killed at the hard time limit."""
+    """Record a job whose child was killed at the hard time limit.
+
+    A watchdog marker means the child had already killed itself for memory and the pool noticed
+    only at the deadline: that job is recorded as the memory kill it was.
+    """
+    marker = read_marker(settings.WARDEN_RUN_DIR, job_id)
+    if marker is not None:
+        _job_fail_memory(job_id, marker)
+        return
     plugin, tool, soft = _job_label(job_id)
     hard = soft + settings.WARDEN_HARD_GRACE_S
     job_finish(
@@ -60,24 +68,30 @@ def job_fail_hard_timeout(job_id: str) -> None:
     )
 
 
+def _job_fail_memory(job_id: str, marker: dict[str, Any]) -> None:
+    """Record a job whose child the memory watchdog killed (its marker says how far it grew)."""
+    plugin, tool, _ = _job_label(job_id)
+    job_finish(
+        job_id=job_id,
+        peak_memory_mb=marker.get("peak_mb"),
+        error=WardenError(
+            "MemoryLimitExceeded",
+            f"Tool '{tool}' of plugin '{plugin}' exceeded its {marker.get('limit_mb')} MB "
+            f"memory limit (grew by {marker.get('peak_mb')} MB); its worker process was "
+            "killed and replaced",
+            details={**marker, "kind": "rss"},
+            plugin=plugin,
+        ),
+    )
+
+
 def job_fail_lost(job_id: str, exc: BaseException) -> None:
     """Record a job whose worker child died: a memory kill (marker present) or a crash."""
-    plugin, tool, _ = _job_label(job_id)
     marker = read_marker(settings.WARDEN_RUN_DIR, job_id)
     if marker is not None:
-        job_finish(
-            job_id=job_id,
-            peak_memory_mb=marker.get("peak_mb"),
-            error=WardenError(
-                "MemoryLimitExceeded",
-                f"Tool '{tool}' of plugin '{plugin}' exceeded its {marker.get('limit_mb')} MB "
-                f"memory limit (grew by {marker.get('peak_mb')} MB); its worker process was "
-                "killed and replaced",
-                details={**marker, "kind": "rss"},
-                plugin=plugin,
-            ),
-        )
+        _job_fail_memory(job_id, marker)
         return
+    plugin, tool, _ = _job_label(job_id)
     text = str(exc)
     match = _EXIT_RE.search(text)
     details: dict[str, Any] = {"worker_message": text}

@@ -55,6 +55,8 @@ class PluginRecord(models.Model):
     # Consecutive crashes, timeouts and memory kills: the quarantine counter.
     consecutive_severe = models.PositiveIntegerField(default=0)
     recent_execution_ms = models.JSONField(default=list, blank=True)
+    # Bumped by every metrics update: lets a worker update metrics optimistically in one UPDATE.
+    metrics_version = models.PositiveIntegerField(default=0)
     last_execution_time_ms = models.FloatField(null=True, blank=True)
     avg_execution_time_ms = models.FloatField(null=True, blank=True)
     last_used = models.DateTimeField(null=True, blank=True)

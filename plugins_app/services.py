@@ -227,20 +227,57 @@ def plugin_sync(
     return [SyncOutcome(r.name, r.location, r.state, r.reason) for r in records]
 
 
+def _recent_fields(recent: list[float], execution_ms: float | None) -> dict[str, Any]:
+    """The last-10 execution-time fields after one more execution."""
+    if execution_ms is None:
+        return {}
+    recent = [*recent, round(execution_ms, 3)][-RECENT_EXECUTIONS:]
+    return {
+        "recent_execution_ms": recent,
+        "last_execution_time_ms": round(execution_ms, 3),
+        "avg_execution_time_ms": round(sum(recent) / len(recent), 3),
+    }
+
+
+def _record_success_fast(
+    plugin_id: int, snapshot: PluginRecord, execution_ms: float | None
+) -> bool:
+    """One conditional UPDATE for the common case: a success of an INITIALIZED plugin whose
+    metrics nobody changed since `snapshot` was read. Returns False when the slow path is needed."""
+    if snapshot.state != PluginState.INITIALIZED or snapshot.quarantined:
+        return False
+    updated = PluginRecord.objects.filter(
+        pk=plugin_id, metrics_version=snapshot.metrics_version, state=PluginState.INITIALIZED
+    ).update(
+        success_count=F("success_count") + 1,
+        consecutive_failures=0,
+        consecutive_severe=0,
+        metrics_version=F("metrics_version") + 1,
+        last_used=timezone.now(),
+        **_recent_fields(list(snapshot.recent_execution_ms or []), execution_ms),
+    )
+    return bool(updated)
+
+
 def plugin_record_outcome(
     *,
     plugin_id: int,
     error_type: str | None,
     reason: str | None,
     execution_ms: float | None,
+    snapshot: PluginRecord | None = None,
 ) -> None:
     """Update a plugin's metrics and state after one finished execution (CONTRACT.md §3 rule 4).
 
     `error_type` None means success; a plugin fault type means failure. Client errors and
-    cancellations must not be passed here: they change neither state nor counts.
+    cancellations must not be passed here: they change neither state nor counts. `snapshot`, the
+    record as read when the job started, allows a one-statement update on success.
     """
     from project.errors import SEVERE_FAULTS
 
+    success = error_type is None
+    if success and snapshot is not None and _record_success_fast(plugin_id, snapshot, execution_ms):
+        return
     now = timezone.now()
     with transaction.atomic():
         record = (
@@ -256,13 +293,11 @@ def plugin_record_outcome(
             )
             .get(pk=plugin_id)
         )
-        recent = list(record.recent_execution_ms or [])
-        fields: dict[str, Any] = {"last_used": now}
-        if execution_ms is not None:
-            recent = [*recent, round(execution_ms, 3)][-RECENT_EXECUTIONS:]
-            fields["recent_execution_ms"] = recent
-            fields["last_execution_time_ms"] = round(execution_ms, 3)
-            fields["avg_execution_time_ms"] = round(sum(recent) / len(recent), 3)
+        fields: dict[str, Any] = {
+            "last_used": now,
+            "metrics_version": F("metrics_version") + 1,
+            **_recent_fields(list(record.recent_execution_ms or []), execution_ms),
+        }
         if error_type is None:
             PluginRecord.objects.filter(pk=plugin_id).update(
                 success_count=F("success_count") + 1,
