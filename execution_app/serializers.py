@@ -39,10 +39,16 @@ class AnalyzeRequestSerializer(serializers.Serializer):  # type: ignore[type-arg
         if isinstance(value, str):  # multipart carries args as a JSON string
             try:
                 value = json.loads(value)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise serializers.ValidationError(f"not valid JSON: {exc}") from exc
         if value is not None and not isinstance(value, dict):
             raise serializers.ValidationError("must be a JSON object")
+        try:  # 1e999 parses to inf, which no JSON column stores
+            json.dumps(value, allow_nan=False)
+        except ValueError as exc:
+            raise serializers.ValidationError("must not contain NaN or infinite numbers") from exc
+        except RecursionError as exc:
+            raise serializers.ValidationError("nested too deeply") from exc
         return value
 
     def validate_image(self, value: str | None) -> bytes | None:

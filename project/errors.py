@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -143,7 +143,7 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
         return Response(exc.as_envelope(), status=exc.status)
     if isinstance(exc, RequestDataTooBig):
         return Response(envelope("PayloadTooLarge", f"Request body too large: {exc}"), status=413)
-    if isinstance(exc, DatabaseError):
+    if isinstance(exc, OperationalError | InterfaceError):  # unreachable/locked, not a bug
         logger.exception("database unavailable")
         return Response(
             envelope("ServiceUnavailable", f"Database unavailable: {type(exc).__name__}: {exc}"),
