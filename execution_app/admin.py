@@ -54,8 +54,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="Status", ordering="status")
     def badge(self, obj: Job) -> str:
-        colour_state = STATUS_AS_STATE.get(obj.status, obj.status)
-        return format_html("{}", state_badge(colour_state).replace(colour_state, obj.status))
+        return state_badge(obj.status, colour_of=STATUS_AS_STATE.get(obj.status))
 
     @admin.display(description="Error envelope")
     def envelope_pretty(self, obj: Job) -> str:

@@ -22,9 +22,9 @@ STATE_COLOURS = {
 }
 
 
-def state_badge(state: str, extra: str = "") -> str:
-    """Return a coloured badge for a plugin or job state."""
-    colour = STATE_COLOURS.get(state, "#5f6368")
+def state_badge(state: str, extra: str = "", colour_of: str | None = None) -> str:
+    """Return a coloured badge showing `state` (coloured as `colour_of`, default `state`)."""
+    colour = STATE_COLOURS.get(colour_of or state, "#5f6368")
     return format_html(
         '<span style="background:{};color:#fff;padding:2px 8px;border-radius:10px;'
         'font-weight:600;font-size:11px;white-space:nowrap">{}{}</span>',
