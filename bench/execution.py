@@ -126,10 +126,20 @@ def main() -> None:
     def bare() -> None:
         assert ping.delay().get(timeout=30) == "pong"
 
+    some_job: list[str] = []
+
+    def http_floor() -> None:
+        request = urllib.request.Request(
+            f"{base}/v1/jobs/{some_job[0]}", headers={"Authorization": f"Token {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 200
+
     try:
         for _ in range(20):  # warm up: children load plugins, connections open
             echo()
             bare()
+        some_job.append(str(Job.objects.filter(plugin_name="echo").first().pk))
         print(
             f"# Warden execution benchmark ({options.requests} requests, "
             f"concurrency 1 and {options.concurrency}, worker prefork -c 2)"
@@ -138,6 +148,7 @@ def main() -> None:
         for label, fn in (
             ("bare Celery ping (delay+get)", bare),
             ("Warden sync echo (HTTP)", echo),
+            ("HTTP floor: GET /v1/jobs/{id}", http_floor),
         ):
             serial, _ = timed_parallel(fn, options.requests, 1)
             _, wall = timed_parallel(fn, options.requests, options.concurrency)
@@ -162,7 +173,7 @@ def main() -> None:
         # Where a sync echo's time goes, from the job rows of the serial run above.
         echo_jobs = list(
             Job.objects.filter(plugin_name="echo", status="SUCCESS")
-            .order_by("-created_at")[: options.requests]
+            .order_by("-created_at")[options.requests : 2 * options.requests]  # the serial run
             .values_list("created_at", "started_at", "finished_at")
         )
         queued = [(s - c).total_seconds() * 1000 for c, s, _ in echo_jobs]

@@ -24,7 +24,7 @@ from project.errors import WardenError
 from .models import Job
 from .services import job_claim, job_fail_unqueued, job_finish, jobs_purge, jobs_reap
 from .watchdog import marker_path, read_marker
-from .workers import live_workers
+from .workers import queue_has_live_worker
 
 logger = logging.getLogger(__name__)
 _EXIT_RE = re.compile(r"signal (\d+)|exitcode (\d+)")
@@ -202,7 +202,7 @@ def job_dispatch(job: Job) -> None:
     fail the job and raise ServiceUnavailable (503)."""
     job_id = str(job.pk)
     try:
-        if not live_workers(job.queue):
+        if not queue_has_live_worker(job.queue):
             reason = (
                 f"No worker is consuming queue '{job.queue}'; start one (see docs/operations.md)"
             )

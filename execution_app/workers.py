@@ -42,6 +42,26 @@ def live_workers(queue: str) -> list[str]:
     return sorted(n.decode() for n in names)
 
 
+_seen_live: dict[str, float] = {}
+SEEN_LIVE_S = 2.0
+
+
+def queue_has_live_worker(queue: str) -> bool:
+    """Whether a worker consumes `queue`; a positive answer is reused for SEEN_LIVE_S seconds
+    (a Redis round trip saved per request; the heartbeat's own TTL is far longer).
+
+    Raises redis.RedisError if Redis cannot be reached.
+    """
+    now = time.monotonic()
+    if _seen_live.get(queue, 0.0) > now:
+        return True
+    if live_workers(queue):
+        _seen_live[queue] = now + SEEN_LIVE_S
+        return True
+    _seen_live.pop(queue, None)
+    return False
+
+
 class Heartbeat:
     """Daemon thread in the worker's main process announcing the queues it consumes."""
 

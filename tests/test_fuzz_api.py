@@ -62,6 +62,7 @@ def fuzz_env(
     # A worker of another test in this session may be announcing itself on the shared Redis;
     # this test's API must see none, so dispatch answers 503 instead of queueing.
     monkeypatch.setattr(workers, "KEY_PREFIX", "warden-fuzz:workers")
+    monkeypatch.setattr(workers, "_seen_live", {})  # no cached "a worker is live" answer
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
