@@ -126,6 +126,23 @@ def main() -> None:
     def bare() -> None:
         assert ping.delay().get(timeout=30) == "pong"
 
+    from execution_app.selectors import job_wait
+    from execution_app.services import analysis_validate, job_create
+    from execution_app.tasks import job_dispatch
+
+    def in_process() -> None:
+        job_input = analysis_validate(
+            plugin_name="echo",
+            tool=None,
+            args={"n": 1},
+            file_bytes=None,
+            mime_type=None,
+            timeout_s=None,
+        )
+        job = job_create(job_input=job_input)
+        job_dispatch(job)
+        assert job_wait(job=job, timeout_s=30).status == "SUCCESS"
+
     some_job: list[str] = []
 
     def http_floor() -> None:
@@ -148,6 +165,7 @@ def main() -> None:
         for label, fn in (
             ("bare Celery ping (delay+get)", bare),
             ("Warden sync echo (HTTP)", echo),
+            ("Warden echo, services, no HTTP", in_process),
             ("HTTP floor: GET /v1/jobs/{id}", http_floor),
         ):
             serial, _ = timed_parallel(fn, options.requests, 1)
@@ -164,7 +182,8 @@ def main() -> None:
         for label, p50, p99, rate in rows:
             print(f"{label:<32}{p50:>9.2f}{p99:>9.2f}{rate:>9.1f}")
         print(
-            f"ratio p50 Warden/bare: {rows[1][1] / rows[0][1]:.2f}x; "
+            f"ratio p50 Warden/bare: {rows[1][1] / rows[0][1]:.2f}x over HTTP, "
+            f"{rows[2][1] / rows[0][1]:.2f}x without HTTP; "
             f"throughput bare/Warden: {rows[0][3] / rows[1][3]:.2f}x"
         )
 
@@ -173,7 +192,7 @@ def main() -> None:
         # Where a sync echo's time goes, from the job rows of the serial run above.
         echo_jobs = list(
             Job.objects.filter(plugin_name="echo", status="SUCCESS")
-            .order_by("-created_at")[options.requests : 2 * options.requests]  # the serial run
+            .order_by("-created_at")[3 * options.requests : 4 * options.requests]  # HTTP, serial
             .values_list("created_at", "started_at", "finished_at")
         )
         queued = [(s - c).total_seconds() * 1000 for c, s, _ in echo_jobs]

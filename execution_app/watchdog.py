@@ -25,6 +25,14 @@ MB = 2**20
 SWITCH_INTERVAL_S = 0.001
 
 
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _read_rss(statm_fd: int) -> int:
+    """RSS in bytes from an open /proc/self/statm: a few microseconds, far cheaper than psutil."""
+    return int(os.pread(statm_fd, 64, 0).split()[1]) * PAGE
+
+
 def marker_path(run_dir: Path, job_id: str) -> Path:
     """Return where the watchdog leaves its marker for `job_id`."""
     return run_dir / f"memkill-{job_id}.json"
@@ -61,6 +69,7 @@ class MemoryWatch:
         self._fd: int | None = None
         self._saved_rlimit: tuple[int, int] | None = None
         self._saved_switch = sys.getswitchinterval()
+        self._statm: int | None = None
 
     @property
     def peak_growth_mb(self) -> float:
@@ -68,7 +77,7 @@ class MemoryWatch:
         return max(0, self.peak_rss - self.baseline_rss) / MB
 
     def _sample(self) -> int:
-        rss = self.process.memory_info().rss
+        rss = _read_rss(self._statm) if self._statm is not None else self.process.memory_info().rss
         self.peak_rss = max(self.peak_rss, rss)
         return rss
 
@@ -94,7 +103,11 @@ class MemoryWatch:
         self._fd = os.open(
             marker_path(self.run_dir, self.job_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
         )
-        self.baseline_rss = self.peak_rss = self.process.memory_info().rss
+        try:
+            self._statm = os.open("/proc/self/statm", os.O_RDONLY)
+        except OSError:
+            self._statm = None  # not Linux: psutil instead
+        self.baseline_rss = self.peak_rss = self._sample()
         # A thread allocating in a loop holds the GIL for a whole switch interval (5 ms by
         # default); a shorter one lets the watchdog in sooner, so it stops the job closer to the
         # limit.
@@ -131,4 +144,7 @@ class MemoryWatch:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._statm is not None:
+            os.close(self._statm)
+            self._statm = None
         marker_path(self.run_dir, self.job_id).unlink(missing_ok=True)

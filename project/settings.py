@@ -161,7 +161,7 @@ WARDEN_JOB_RETENTION_DAYS = env_int("WARDEN_JOB_RETENTION_DAYS", 30)
 WARDEN_MAX_UPLOAD_MB = env_int("WARDEN_MAX_UPLOAD_MB", 20)
 WARDEN_SYNC_WAIT_MARGIN_S = env_int("WARDEN_SYNC_WAIT_MARGIN_S", 10)
 WARDEN_SYNC_ON_WORKER_START = env_bool("WARDEN_SYNC_ON_WORKER_START", True)
-WARDEN_MEMORY_POLL_S = float(os.environ.get("WARDEN_MEMORY_POLL_S", "0.005"))
+WARDEN_MEMORY_POLL_S = float(os.environ.get("WARDEN_MEMORY_POLL_S", "0.002"))
 WARDEN_RUN_DIR = Path(os.environ.get("WARDEN_RUN_DIR", VAR_DIR / "run"))
 
 # Request bodies: a base64 image is a third larger than the file it carries.
