@@ -9,16 +9,8 @@
 # WARDEN_ADMIN_USER / WARDEN_ADMIN_PASSWORD, WARDEN_STOP_TIMEOUT (30 s before SIGKILL).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-
-VENV="${WARDEN_VENV:-$ROOT/.venv}"
-PY="$VENV/bin/python"
-if [[ ! -x "$PY" ]]; then
-    echo "run.sh: $PY not found; run 'make venv' first (or use 'make run')" >&2
-    exit 1
-fi
-export PATH="$VENV/bin:$PATH"
+# shellcheck source=scripts/venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 export PYTHONUNBUFFERED=1
 # gunicorn does not serve static files; project/urls.py serves STATIC_ROOT when this is set.
 export WARDEN_SERVE_STATIC="${WARDEN_SERVE_STATIC:-1}"

@@ -4,16 +4,8 @@
 # gunicorn; this script only tells it which redis-server binary to use (WARDEN_REDIS_SERVER).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-
-VENV="${WARDEN_VENV:-$ROOT/.venv}"
-PY="$VENV/bin/python"
-if [[ ! -x "$PY" ]]; then
-    echo "test.sh: $PY not found; run 'make venv' first (or use 'make test')" >&2
-    exit 1
-fi
-export PATH="$VENV/bin:$PATH"
+# shellcheck source=scripts/venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 
 echo "test.sh: ruff check ." >&2
 "$VENV/bin/ruff" check .

@@ -12,8 +12,8 @@ import pytest
 from django.test import Client
 
 from plugins_app.models import PluginRecord, PluginState
+from tests.plugins_app.faults import FAULTS, copy_plugins
 
-FAULTS = Path(__file__).resolve().parents[1] / "plugins" / "probe_faults"
 CHANGELIST = "/admin/plugins_app/pluginrecord/"
 RED_BADGE = (
     '<span style="background:#d93025;color:#fff;padding:2px 8px;border-radius:10px;'
@@ -23,13 +23,6 @@ GREEN_BADGE = (
     '<span style="background:#1e8e3e;color:#fff;padding:2px 8px;border-radius:10px;'
     'font-weight:600;font-size:11px;white-space:nowrap">INITIALIZED</span>'
 )
-
-
-def copy_plugins(dest: Path, *names: str) -> Path:
-    """Copy fault-suite plugin folders into `dest`; return `dest`."""
-    for name in names:
-        shutil.copytree(FAULTS / name, dest / name)
-    return dest
 
 
 def listed(client: Client, query: str = "") -> list[str]:

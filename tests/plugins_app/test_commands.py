@@ -14,16 +14,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from plugins_app.models import PluginRecord, PluginState
+from tests.plugins_app.faults import copy_plugins
 
-FAULTS = Path(__file__).resolve().parents[1] / "plugins" / "probe_faults"
 INIT_REASON = "InitError: ValueError: model path not configured"
-
-
-def copy_plugins(dest: Path, *names: str) -> Path:
-    """Copy fault-suite plugin folders into `dest`; return `dest`."""
-    for name in names:
-        shutil.copytree(FAULTS / name, dest / name)
-    return dest
 
 
 def run(*args: str) -> str:

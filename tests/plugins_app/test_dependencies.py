@@ -13,8 +13,8 @@ import pytest
 import plugins_app.dependencies as dependencies
 from plugins_app.dependencies import Missing, check_model
 from plugins_app.models import FaultOrigin, PluginRecord, PluginState
+from tests.plugins_app.faults import copy_plugins, record_at
 
-FAULTS = Path(__file__).resolve().parents[1] / "plugins" / "probe_faults"
 JSON_DIR = Path(json.__file__).resolve().parent
 GPU_HINT = (
     "run this plugin on a worker host with an NVIDIA GPU, its driver (nvidia-smi) and a "
@@ -22,20 +22,9 @@ GPU_HINT = (
 )
 
 
-def copy_plugins(dest: Path, *names: str) -> Path:
-    """Copy fault-suite plugin folders into `dest`; return `dest`."""
-    for name in names:
-        shutil.copytree(FAULTS / name, dest / name)
-    return dest
-
-
 def edit_manifest(folder: Path, **changes: Any) -> None:
     path = folder / "manifest.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
-
-
-def record_at(folder: Path) -> PluginRecord:
-    return PluginRecord.objects.get(location=str(folder.resolve()))
 
 
 def sync_fault(sync_plugins: Any, tmp_path: Path, fault: str, **manifest: Any) -> PluginRecord:

@@ -10,20 +10,8 @@ from typing import Any
 from rest_framework.test import APIClient
 
 from plugins_app.discovery import discover
-from plugins_app.models import PluginRecord, PluginState
-
-FAULTS = Path(__file__).resolve().parents[1] / "plugins" / "probe_faults"
-
-
-def copy_plugins(dest: Path, *names: str) -> Path:
-    """Copy fault-suite plugin folders into `dest`; return `dest`."""
-    for name in names:
-        shutil.copytree(FAULTS / name, dest / name)
-    return dest
-
-
-def record_at(folder: Path) -> PluginRecord:
-    return PluginRecord.objects.get(location=str(folder.resolve()))
+from plugins_app.models import PluginState
+from tests.plugins_app.faults import FAULTS, copy_plugins, record_at
 
 
 def test_it_finds_folders_sorted_by_path_and_skips_hidden_and_files(tmp_path: Path) -> None:

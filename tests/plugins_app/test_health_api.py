@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -13,8 +12,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from plugins_app.models import PluginRecord
+from tests.plugins_app.faults import copy_plugins
 
-FAULTS = Path(__file__).resolve().parents[1] / "plugins" / "probe_faults"
 HEALTH_FIELDS = {
     "name",
     "version",
@@ -44,13 +43,6 @@ NO_TOOL_DETAILS = [
         "output_schema": None,
     }
 ]
-
-
-def copy_plugins(dest: Path, *names: str) -> Path:
-    """Copy fault-suite plugin folders into `dest`; return `dest`."""
-    for name in names:
-        shutil.copytree(FAULTS / name, dest / name)
-    return dest
 
 
 def parse_utc(text: str) -> datetime:

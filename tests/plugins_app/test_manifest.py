@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,21 +10,10 @@ from typing import Any
 import pytest
 
 from plugins_app.manifest import ManifestError, read_manifest, validate_manifest
-from plugins_app.models import FaultOrigin, PluginRecord, PluginState
+from plugins_app.models import FaultOrigin, PluginState
+from tests.plugins_app.faults import copy_plugins, record_at
 
-FAULTS = Path(__file__).resolve().parents[1] / "plugins" / "probe_faults"
 MANIFEST_HINT = "fix manifest.json (its JSON Schema is documented in docs/plugins.md)"
-
-
-def copy_plugins(dest: Path, *names: str) -> Path:
-    """Copy fault-suite plugin folders into `dest`; return `dest`."""
-    for name in names:
-        shutil.copytree(FAULTS / name, dest / name)
-    return dest
-
-
-def record_at(folder: Path) -> PluginRecord:
-    return PluginRecord.objects.get(location=str(folder.resolve()))
 
 
 def minimal(**changes: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,8 @@ import psutil
 from plugins_app.models import FaultOrigin, PluginRecord, PluginState
 from plugins_app.probe import ProbeSpec, probe_one
 from tests.harness import wait_until
+from tests.plugins_app.faults import FAULTS, copy_plugins, record_at
 
-FAULTS = Path(__file__).resolve().parents[1] / "plugins" / "probe_faults"
 CRASH_HINT = (
     "plugin '{name}' killed its process during import (native crash, os._exit or the kernel OOM "
     "killer); run it by hand to see why"
@@ -24,17 +23,6 @@ ENTRYPOINT_HINT = (
     "fix 'entrypoint' in manifest.json: it must be 'module:Class' naming a class with a "
     "run(tool, args) method"
 )
-
-
-def copy_plugins(dest: Path, *names: str) -> Path:
-    """Copy fault-suite plugin folders into `dest`; return `dest`."""
-    for name in names:
-        shutil.copytree(FAULTS / name, dest / name)
-    return dest
-
-
-def record_at(folder: Path) -> PluginRecord:
-    return PluginRecord.objects.get(location=str(folder.resolve()))
 
 
 def sync_fault(sync_plugins: Any, tmp_path: Path, fault: str) -> PluginRecord:

@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 
 from plugins_app.models import FaultOrigin, PluginRecord, PluginState, PluginStateTransition
 from plugins_app.services import SyncOutcome, plugin_record_outcome
+from tests.plugins_app.faults import FAULTS, record_at
 
-FAULTS = Path(__file__).resolve().parents[1] / "plugins" / "probe_faults"
 BROKEN = 'raise RuntimeError("broken on purpose")\n'
 
 
@@ -23,10 +23,6 @@ def make_plugin(dest: Path, name: str) -> Path:
     manifest = json.loads((folder / "manifest.json").read_text())
     (folder / "manifest.json").write_text(json.dumps({**manifest, "name": name}))
     return folder
-
-
-def record_at(folder: Path) -> PluginRecord:
-    return PluginRecord.objects.get(location=str(folder.resolve()))
 
 
 def history(record: PluginRecord) -> list[tuple[str, str, str | None]]:
