@@ -103,6 +103,7 @@ def test_it_cancels_a_running_job_and_keeps_serving(live, auth_client, job_done)
         format="json",
     ).json()
     wait_until(lambda: Job.objects.get(pk=accepted["job_id"]).status == "RUNNING", 20, "job to run")
+    assert auth_client.get("/v1/plugins/echo/health").json()["state"] == "RUNNING"
 
     response = auth_client.delete(accepted["url"])
 
@@ -112,6 +113,7 @@ def test_it_cancels_a_running_job_and_keeps_serving(live, auth_client, job_done)
     assert response.json()["error"]["error"]["details"] == {"cancelled_while": "RUNNING"}
     echo = PluginRecord.objects.get(name="echo")
     assert (echo.state, echo.error_count, echo.success_count) == ("INITIALIZED", 0, 0)
+    assert auth_client.get("/v1/plugins/echo/health").json()["state"] == "INITIALIZED"
     follow_up = auth_client.post(
         "/v1/analyze-execution", {"plugin": "echo", "args": {"x": 1}}, format="json"
     )
