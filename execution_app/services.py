@@ -214,7 +214,6 @@ def job_finish(
 
 def job_cancel(*, job: Job) -> Job:
     """Cancel a PENDING or RUNNING job (FAILED, type Cancelled); raise Conflict once finished."""
-    was_running = job.status == JobStatus.RUNNING
     ended = job_finish(
         job_id=str(job.pk),
         error=WardenError(
@@ -233,7 +232,6 @@ def job_cancel(*, job: Job) -> Job:
             plugin=job.plugin_name,
             job_id=str(job.pk),
         )
-    job.was_running = was_running  # type: ignore[attr-defined]
     return job
 
 

@@ -230,13 +230,14 @@ def job_dispatch(job: Job) -> None:
 
 
 def job_revoke(job: Job) -> None:
-    """Stop a cancelled job's task: drop it if queued, kill its child if running (best effort:
-    the job row already says Cancelled, and a worker never runs a job that is not PENDING)."""
+    """Stop a cancelled job's task: drop it if queued, kill its child if it was running (best
+    effort: the job row already says Cancelled, and a worker never runs a job that is not
+    PENDING)."""
     from celery import current_app
 
     try:
         current_app.control.revoke(
-            str(job.pk), terminate=getattr(job, "was_running", False), signal="SIGKILL"
+            str(job.pk), terminate=job.started_at is not None, signal="SIGKILL"
         )
     except (KombuOperationalError, RedisError, OSError) as exc:
         logger.warning("could not revoke job %s: %s", job.pk, exc)
