@@ -177,6 +177,8 @@ CELERY_TASK_ACKS_LATE = True
 # A crashing task must not be redelivered forever; the job row records the crash instead.
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A child that ends a job above this RSS (a plugin leaked, or survived a MemoryError) is replaced.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WARDEN_WORKER_MAX_MEMORY_MB", 3072) * 1024  # KiB
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

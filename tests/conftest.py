@@ -55,7 +55,8 @@ def samples(tmp_path: Path) -> Callable[..., Path]:
         folder = tmp_path / "samples"
         folder.mkdir(exist_ok=True)
         for name in names:
-            (folder / name).symlink_to(SAMPLES / name, target_is_directory=True)
+            if not (folder / name).exists():
+                (folder / name).symlink_to(SAMPLES / name, target_is_directory=True)
         return folder
 
     return pick

@@ -253,3 +253,22 @@ def test_it_keeps_health_fast_while_sync_calls_wait(live, auth_client):
     assert waiting >= 4  # the health calls really overlapped the waiting sync calls
     assert max(timings) < 1.0, timings
     assert results == [200] * 6
+
+
+def test_it_syncs_plugins_when_a_worker_starts(live, settings, tmp_path, samples):
+    PluginRecord.objects.all().delete()
+    plugin_dir = samples("echo")
+    worker = start_worker(
+        worker_env(WARDEN_SYNC_ON_WORKER_START="1", WARDEN_PLUGIN_DIRS=str(plugin_dir)),
+        Path(settings.VAR_DIR) / "sync-worker.log",
+        name="syncer",
+        queues="gpu",
+        concurrency=1,
+    )
+    try:
+        # The worker announces itself only after its start-up sync, so the record is there now.
+        record = PluginRecord.objects.get(name="echo")
+        assert (record.state, record.reason) == ("INITIALIZED", None)
+        assert record.location == str((plugin_dir / "echo").resolve())
+    finally:
+        worker.stop()
