@@ -21,6 +21,7 @@ import warden
 from plugins_app.loader import call_validate, instantiate, load_plugin_class
 from plugins_app.models import PluginRecord
 from project.errors import WardenError
+from project.storable import storable_text
 
 from .models import Job
 from .services import job_finish
@@ -88,7 +89,7 @@ class ToolRunner:
         except warden.InvalidInput as exc:
             error = WardenError(
                 "ValidationError",
-                str(exc) or "The plugin rejected the input",
+                storable_text(str(exc)) or "The plugin rejected the input",
                 details={"raised_by": "plugin"},
                 plugin=job.plugin_name,
             )
@@ -122,7 +123,7 @@ class ToolRunner:
             error = WardenError(
                 "PluginError",
                 f"Tool '{job.tool}' of plugin '{job.plugin_name}' raised "
-                f"{type(exc).__name__}: {exc}",
+                f"{type(exc).__name__}: {storable_text(str(exc))}",
                 details={"exception": type(exc).__name__},
                 plugin=job.plugin_name,
             )
@@ -140,7 +141,7 @@ class ToolRunner:
                 job_id=str(job.pk),
                 result=result,
                 error=error,
-                traceback=trace,
+                traceback=storable_text(trace),
                 execution_ms=elapsed_ms if watch is not None else None,
                 peak_memory_mb=watch.peak_growth_mb if watch is not None else None,
                 plugin=job.plugin,
@@ -170,7 +171,7 @@ class ToolRunner:
             raise WardenError(
                 "PluginError",
                 f"Plugin '{plugin.name}' failed to load in the worker: InitError: "
-                f"{type(exc).__name__}: {exc}",
+                f"{type(exc).__name__}: {storable_text(str(exc))}",
                 details={"exception": type(exc).__name__, "stage": "load"},
                 plugin=plugin.name,
             ) from exc

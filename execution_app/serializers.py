@@ -9,6 +9,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from project.storable import has_unstorable_text
+
 from .models import Job
 
 
@@ -49,6 +51,10 @@ class AnalyzeRequestSerializer(serializers.Serializer):  # type: ignore[type-arg
             raise serializers.ValidationError("must not contain NaN or infinite numbers") from exc
         except RecursionError as exc:
             raise serializers.ValidationError("nested too deeply") from exc
+        if has_unstorable_text(value):
+            raise serializers.ValidationError(
+                "must not contain NUL characters (\\u0000) or unpaired surrogates"
+            )
         return value
 
     def validate_image(self, value: str | None) -> bytes | None:

@@ -32,14 +32,17 @@ def tighten_pool_maintenance(**_: Any) -> None:
 
 @worker_process_init.connect
 def configure_child(**_: Any) -> None:
-    """In each new worker child: fresh DB connections and single-threaded numeric libraries.
+    """In each new worker child: single-threaded numeric libraries.
 
     torch is never imported in the parent (forking after torch ops deadlocks children), so it is
     not imported here either: OMP_NUM_THREADS covers a later import, and ToolRunner calls
     torch.set_num_threads(1) once a plugin has imported torch.
+
+    Database connections inherited from the parent are dropped by Celery's Django fixup, which
+    closes their file descriptors only. Closing them here with `conn.close()` would send
+    PostgreSQL's Terminate message over the socket the parent still uses, killing the parent's
+    session (measured: the main-process hooks then failed to record crashed jobs).
     """
-    for conn in connections.all(initialized_only=True):
-        conn.close()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     import sys

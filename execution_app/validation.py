@@ -12,6 +12,7 @@ import jsonschema
 
 from plugins_app.models import PluginRecord
 from project.errors import WardenError
+from project.storable import has_unstorable_text
 
 # Leading bytes of the file types plugins commonly declare.
 _SIGNATURES: list[tuple[bytes, int, str]] = [
@@ -172,6 +173,11 @@ def output_validate(plugin: PluginRecord, tool: dict[str, Any], output: Any) -> 
     except (TypeError, ValueError) as exc:
         raise fail(f"a value that is not JSON-serialisable ({exc})") from exc
     result: dict[str, Any] = json.loads(text)
+    if has_unstorable_text(result):
+        raise fail(
+            "a string containing a NUL character (\\u0000) or an unpaired surrogate, which "
+            "cannot be stored"
+        )
     schema = tool.get("output_schema")
     if schema:
         error = jsonschema.exceptions.best_match(schema_validator(schema).iter_errors(result))

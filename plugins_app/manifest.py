@@ -9,6 +9,8 @@ from typing import Any
 
 import jsonschema
 
+from project.storable import has_unstorable_text, storable_text
+
 SCHEMA_PATH = Path(__file__).with_name("manifest_schema.json")
 MANIFEST_FILE = "manifest.json"
 
@@ -39,7 +41,9 @@ def validate_manifest(data: Any) -> dict[str, Any]:
     """Return `data` if it is a valid manifest; raise ManifestError listing every problem."""
     errors = sorted(manifest_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
-        raise ManifestError("; ".join(_describe(e) for e in errors))
+        raise ManifestError(storable_text("; ".join(_describe(e) for e in errors)))
+    if has_unstorable_text(data):
+        raise ManifestError("contains NUL characters (\\u0000) or unpaired surrogates")
     for tool in data["tools"]:
         for key in ("input_schema", "output_schema"):
             if key in tool:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from project.storable import storable_text
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.01
 STAGE_LABELS = {"import": "import", "init": "__init__", "validate": "validate()"}
@@ -71,7 +73,7 @@ def _parse(lines: str) -> tuple[str, dict[str, object] | None]:
 def _failure_reason(spec: ProbeSpec, outcome: dict[str, object]) -> tuple[str, str]:
     stage = str(outcome["stage"])
     exc_type = str(outcome["exc_type"])
-    message = str(outcome["message"]).strip()
+    message = storable_text(str(outcome["message"]).strip())
     if exc_type == "EntrypointError":
         return (
             f"EntrypointError: {message}",
@@ -129,7 +131,7 @@ def probe_one(spec: ProbeSpec, *, timeout_s: float, memory_mb: int) -> ProbeResu
         out_file.seek(0)
         stage, outcome = _parse(out_file.read().decode("utf-8", "replace"))
         err_file.seek(0)
-        stderr_tail = err_file.read()[-4000:].decode("utf-8", "replace")
+        stderr_tail = storable_text(err_file.read()[-4000:].decode("utf-8", "replace"))
     duration_ms = (time.monotonic() - started) * 1000
     label = STAGE_LABELS.get(stage, stage)
     if killed_for == "timeout":
@@ -156,7 +158,8 @@ def probe_one(spec: ProbeSpec, *, timeout_s: float, memory_mb: int) -> ProbeResu
         return ProbeResult(True, duration_ms=duration_ms)
     if outcome is not None:
         reason, hint = _failure_reason(spec, outcome)
-        return ProbeResult(False, reason, hint, str(outcome.get("traceback", "")), duration_ms)
+        trace = storable_text(str(outcome.get("traceback", "")))
+        return ProbeResult(False, reason, hint, trace, duration_ms)
     code = proc.returncode
     how = f"signal {_signal_name(-code)}" if code < 0 else f"exit code {code}"
     return ProbeResult(

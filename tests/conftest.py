@@ -71,13 +71,21 @@ def redis_proc() -> Iterator[Proc]:
     proc.stop()
 
 
+def database_url(db: dict[str, Any]) -> str:
+    """The DATABASE_URL of the (test) database this process uses, for the processes it starts."""
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = f"{db['USER']}:{db['PASSWORD']}@" if db.get("USER") else ""
+    return f"postgres://{auth}{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 def worker_env(**extra: str) -> dict[str, str]:
     """Environment for processes that must share this test run's database, Redis and var dir."""
     from django.db import connection
 
     return process_env(
         {
-            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+            "DATABASE_URL": database_url(connection.settings_dict),
             "WARDEN_REDIS_URL": settings.CELERY_BROKER_URL,
             "WARDEN_VAR_DIR": str(settings.VAR_DIR),
             "WARDEN_HARD_GRACE_S": str(settings.WARDEN_HARD_GRACE_S),

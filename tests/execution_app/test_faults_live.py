@@ -84,6 +84,16 @@ def test_it_marks_plugin_failed_when_the_tool_raises(live, auth_client):
     )
 
 
+def test_it_stores_a_plugin_message_with_nul_and_surrogates_escaped(live, auth_client):
+    response = analyze(auth_client, "raise_nul")
+
+    error = error_of(response)
+    assert error["type"] == "PluginError"
+    assert error["message"] == (
+        "Tool 'raise_nul' of plugin 'faulty' raised ValueError: bad\\x00byte \\ud800"
+    )
+
+
 def test_it_treats_invalid_input_as_a_client_error(live, auth_client):
     response = analyze(auth_client, "invalid_input")
 
@@ -104,6 +114,11 @@ def test_it_treats_invalid_input_as_a_client_error(live, auth_client):
     [
         ("return_none", "Tool 'return_none' of plugin 'faulty' returned NoneType, not a dict"),
         ("return_list", "Tool 'return_list' of plugin 'faulty' returned list, not a dict"),
+        (
+            "return_nul",
+            "Tool 'return_nul' of plugin 'faulty' returned a string containing a NUL character "
+            "(\\u0000) or an unpaired surrogate, which cannot be stored",
+        ),
         (
             "return_nonjson",
             "Tool 'return_nonjson' of plugin 'faulty' returned a value that is not "

@@ -175,3 +175,16 @@ def test_it_fixes_a_manifest_failure_on_the_next_sync(sync_plugins: Any, tmp_pat
     assert record.manifest == data
     assert record.version == "1.0.0"
     assert_neighbour_unaffected(tmp_path)
+
+
+def test_it_rejects_a_manifest_with_nul_characters() -> None:
+    manifest = {
+        "name": "nul",
+        "version": "1",
+        "entrypoint": "plugin:Plugin",
+        "description": "a\x00b",
+        "tools": [{"name": "t"}],
+    }
+    with pytest.raises(ManifestError) as caught:
+        validate_manifest(manifest)
+    assert str(caught.value) == "contains NUL characters (\\u0000) or unpaired surrogates"

@@ -21,6 +21,9 @@ class Plugin:
     def tool_raise(self, args):
         raise ValueError("boom")
 
+    def tool_raise_nul(self, args):
+        raise ValueError("bad\x00byte \ud800")
+
     def tool_invalid_input(self, args):
         raise warden.InvalidInput("argument 'n' must be even")
 
@@ -32,6 +35,9 @@ class Plugin:
 
     def tool_return_nonjson(self, args):
         return {"when": object()}
+
+    def tool_return_nul(self, args):
+        return {"text": "a\x00b"}
 
     def tool_bad_output(self, args):
         return {"value": "not an integer"}
