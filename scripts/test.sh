@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Body of `make test`: lint with ruff (a lint failure fails the run), then pytest with the
-# arguments given (`scripts/test.sh -k bootstrap -x`). The suite starts its own Redis, worker and
-# gunicorn; this script only tells it which redis-server binary to use (WARDEN_REDIS_SERVER).
+# arguments given (`scripts/test.sh -k bootstrap -x`); with no arguments, the Django tests run a
+# second time on a throw-away PostgreSQL cluster (scripts/postgres.sh). The suite starts its own
+# Redis, worker and gunicorn; this script only tells it which redis-server binary to use
+# (WARDEN_REDIS_SERVER).
 set -euo pipefail
 
 # shellcheck source=scripts/venv.sh
@@ -20,4 +22,22 @@ fi
 
 status=0
 "$PY" -m pytest "$@" || status=$?
+
+# A second pass of the Django tests on PostgreSQL (the DATABASE_URL path for several worker
+# hosts), unless pytest arguments were given or WARDEN_TEST_POSTGRES=0. Skipped with a notice
+# when the machine has no PostgreSQL server.
+if [[ $# -eq 0 && "${WARDEN_TEST_POSTGRES:-1}" != 0 ]]; then
+    pg_status=0
+    url="$("$ROOT/scripts/postgres.sh" start)" || pg_status=$?
+    if [[ $pg_status -eq 0 ]]; then
+        trap '"$ROOT/scripts/postgres.sh" stop' EXIT
+        echo "test.sh: PostgreSQL pass: DATABASE_URL=$url pytest tests" >&2
+        DATABASE_URL="$url" "$PY" -m pytest tests || status=$?
+    elif [[ $pg_status -eq 3 ]]; then
+        echo "test.sh: no PostgreSQL server here; the PostgreSQL pass is skipped" >&2
+    else
+        echo "test.sh: could not start PostgreSQL for the PostgreSQL pass" >&2
+        status=1
+    fi
+fi
 exit "$status"
