@@ -149,24 +149,37 @@ start() {
 start web gunicorn project.wsgi:application \
     --bind "127.0.0.1:$PORT" --worker-class gthread --workers 2 --threads 16 \
     --timeout 120 --graceful-timeout 10 --access-logfile -
+# The plugins were just synced above; the worker's own start-up sync would only repeat it.
+WARDEN_SYNC_ON_WORKER_START="${WARDEN_SYNC_ON_WORKER_START:-false}" \
 start worker celery -A project worker -P prefork \
     --concurrency "${WARDEN_WORKER_CONCURRENCY:-2}" -Q cpu,gpu -n 'warden@%h' --loglevel INFO
 start beat celery -A project beat --loglevel INFO -s "$VAR_DIR/celerybeat-schedule"
 
-# Wait (bounded) until gunicorn accepts connections before printing where everything is.
-"$PY" - "$PORT" <<'EOF' || echo "run.sh: gunicorn is not answering on port $PORT yet" >&2
+# Wait (bounded) until gunicorn accepts connections and the worker announces its queue (the API
+# answers 503 "No worker is consuming queue" until then) before printing where everything is.
+"$PY" - "$PORT" <<'EOF' || echo "run.sh: gunicorn or the worker is not ready yet" >&2
+import os
 import socket
 import sys
 import time
 
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:
+import redis
+
+deadline = time.monotonic() + 60
+web_up = worker_up = False
+client = redis.Redis.from_url(os.environ["WARDEN_REDIS_URL"], socket_connect_timeout=1)
+while time.monotonic() < deadline and not (web_up and worker_up):
     try:
         socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
-        sys.exit(0)
+        web_up = True
     except OSError:
-        time.sleep(0.2)
-sys.exit(1)
+        pass
+    try:
+        worker_up = bool(client.zrangebyscore("warden:workers:cpu", time.time() - 15, "+inf"))
+    except redis.RedisError:
+        pass
+    time.sleep(0.2)
+sys.exit(0 if web_up and worker_up else 1)
 EOF
 
 BASE="http://127.0.0.1:$PORT"
