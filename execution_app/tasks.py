@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import signal
 from typing import Any
 
 from billiard.einfo import ExceptionInfo, ExceptionWithTraceback
@@ -19,6 +18,7 @@ from django.conf import settings
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
+from plugins_app.probe import signal_name
 from project.errors import WardenError
 
 from .models import Job
@@ -28,13 +28,6 @@ from .workers import queue_has_live_worker
 
 logger = logging.getLogger(__name__)
 _EXIT_RE = re.compile(r"signal (\d+)|exitcode (\d+)")
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return str(number)
 
 
 def _job_label(job_id: str) -> tuple[str, str, float]:
@@ -97,8 +90,8 @@ def job_fail_lost(job_id: str, exc: BaseException) -> None:
     details: dict[str, Any] = {"worker_message": text}
     if match and match.group(1):
         number = int(match.group(1))
-        how = f"signal {_signal_name(number)}"
-        details.update(signal=_signal_name(number), signal_number=number)
+        how = f"signal {signal_name(number)}"
+        details.update(signal=signal_name(number), signal_number=number)
     elif match and match.group(2):
         how = f"exit code {match.group(2)}"
         details["exit_code"] = int(match.group(2))

@@ -49,11 +49,12 @@ class ProbeResult:
     duration_ms: float = 0.0
 
 
-def _signal_name(number: int) -> str:
+def signal_name(number: int) -> str:
+    """Return a signal's name ("SIGSEGV"), or its number as text when it has none."""
     try:
         return signal.Signals(number).name
     except ValueError:
-        return f"signal {number}"
+        return str(number)
 
 
 def _parse(lines: str) -> tuple[str, dict[str, object] | None]:
@@ -161,7 +162,7 @@ def probe_one(spec: ProbeSpec, *, timeout_s: float, memory_mb: int) -> ProbeResu
         trace = storable_text(str(outcome.get("traceback", "")))
         return ProbeResult(False, reason, hint, trace, duration_ms)
     code = proc.returncode
-    how = f"signal {_signal_name(-code)}" if code < 0 else f"exit code {code}"
+    how = f"signal {signal_name(-code)}" if code < 0 else f"exit code {code}"
     return ProbeResult(
         False,
         f"{label} crashed the probe process ({how})",
