@@ -127,20 +127,10 @@ def main() -> None:
         assert ping.delay().get(timeout=30) == "pong"
 
     from execution_app.selectors import job_wait
-    from execution_app.services import analysis_validate, job_create
-    from execution_app.tasks import job_dispatch
+    from execution_app.services import job_submit
 
     def in_process() -> None:
-        job_input = analysis_validate(
-            plugin_name="echo",
-            tool=None,
-            args={"n": 1},
-            file_bytes=None,
-            mime_type=None,
-            timeout_s=None,
-        )
-        job = job_create(job_input=job_input)
-        job_dispatch(job)
+        job = job_submit(plugin_name="echo", args={"n": 1})
         assert job_wait(job=job, timeout_s=30).status == "SUCCESS"
 
     some_job: list[str] = []

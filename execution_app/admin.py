@@ -14,7 +14,6 @@ from project.errors import WardenError
 
 from .models import Job
 from .services import job_cancel
-from .tasks import job_revoke
 
 STATUS_AS_STATE = {
     "PENDING": "LOADED",
@@ -73,7 +72,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         cancelled = 0
         for job in queryset:
             try:
-                job_revoke(job_cancel(job=job))
+                job_cancel(job=job)
                 cancelled += 1
             except WardenError as exc:
                 self.message_user(request, exc.message, messages.WARNING)

@@ -22,8 +22,7 @@ from .serializers import (
     ErrorEnvelopeSerializer,
     JobSerializer,
 )
-from .services import analysis_validate, error_for_envelope, job_cancel, job_create
-from .tasks import job_dispatch, job_revoke
+from .services import error_for_envelope, job_cancel, job_submit
 
 ERRORS = {
     code: OpenApiResponse(ErrorEnvelopeSerializer, description=text)
@@ -52,7 +51,7 @@ def _submit(request: Request) -> Job:
     serializer = AnalyzeRequestSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
-    job_input = analysis_validate(
+    return job_submit(
         plugin_name=data["plugin"],
         tool=data.get("tool"),
         args=data.get("args"),
@@ -60,9 +59,6 @@ def _submit(request: Request) -> Job:
         mime_type=data.get("mime_type"),
         timeout_s=data.get("timeout_s"),
     )
-    job = job_create(job_input=job_input)
-    job_dispatch(job)
-    return job
 
 
 class AnalyzeApi(APIView):
@@ -140,5 +136,4 @@ class JobDetailApi(APIView):
     def delete(self, request: Request, job_id: str) -> Response:
         """Cancel a PENDING or RUNNING job; 409 Conflict once it has finished."""
         job = job_cancel(job=job_get(job_id=job_id))
-        job_revoke(job)
         return Response(JobSerializer(job).data)

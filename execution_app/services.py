@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
 from plugins_app.models import PluginRecord
 from plugins_app.services import plugin_record_outcome
@@ -27,8 +30,11 @@ from .validation import (
     timeout_resolve,
     tool_resolve,
 )
+from .workers import queue_has_live_worker
 
 logger = logging.getLogger(__name__)
+# Sent by name: services never import tasks (tests/test_governance.py).
+RUN_JOB_TASK = "execution_app.tasks.run_job"
 
 
 # What ToolRunner needs of a claimed job and its plugin (fewer columns: a cheaper hot path).
@@ -141,6 +147,64 @@ def job_create(*, job_input: JobInput) -> Job:
     return job
 
 
+def job_dispatch(job: Job) -> None:
+    """Queue `job` on its queue with its limits; on an unreachable broker or no live worker,
+    fail the job and raise ServiceUnavailable (503)."""
+    job_id = str(job.pk)
+    try:
+        if not queue_has_live_worker(job.queue):
+            reason = (
+                f"No worker is consuming queue '{job.queue}'; start one (see docs/operations.md)"
+            )
+            job_fail_unqueued(job_id=job_id, reason=reason)
+            raise WardenError(
+                "ServiceUnavailable",
+                reason,
+                details={"queue": job.queue},
+                plugin=job.plugin_name,
+                job_id=job_id,
+            )
+        current_app.send_task(
+            RUN_JOB_TASK,
+            kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s},
+            task_id=job_id,
+            queue=job.queue,
+            soft_time_limit=job.timeout_s,
+            time_limit=job.hard_timeout_s,
+        )
+    except (KombuOperationalError, RedisError, OSError) as exc:
+        reason = f"Message broker unreachable: {type(exc).__name__}: {exc}"
+        job_fail_unqueued(job_id=job_id, reason=reason)
+        raise WardenError(
+            "ServiceUnavailable", reason, plugin=job.plugin_name, job_id=job_id
+        ) from exc
+
+
+def job_submit(
+    *,
+    plugin_name: str,
+    tool: str | None = None,
+    args: Any = None,
+    file_bytes: bytes | None = None,
+    mime_type: str | None = None,
+    timeout_s: float | None = None,
+) -> Job:
+    """Validate an analyze request, create its PENDING job and queue it: the one path the API,
+    the admin and the command line share. Raises WardenError (nothing is queued on a 4xx; the
+    job is recorded FAILED ServiceUnavailable on a 503)."""
+    job_input = analysis_validate(
+        plugin_name=plugin_name,
+        tool=tool,
+        args=args,
+        file_bytes=file_bytes,
+        mime_type=mime_type,
+        timeout_s=timeout_s,
+    )
+    job = job_create(job_input=job_input)
+    job_dispatch(job)
+    return job
+
+
 def job_claim(*, job_id: str, hard_timeout_s: float) -> Job | None:
     """Atomically move a PENDING job to RUNNING for this worker; None if it is not PENDING.
 
@@ -224,7 +288,9 @@ def job_cancel(*, job: Job) -> Job:
         ),
     )
     job.refresh_from_db()
-    if not ended:
+    if ended:
+        job_stop(job=job)
+    else:
         raise WardenError(
             "Conflict",
             f"Job {job.pk} already finished with status {job.status}",
@@ -233,6 +299,18 @@ def job_cancel(*, job: Job) -> Job:
             job_id=str(job.pk),
         )
     return job
+
+
+def job_stop(*, job: Job) -> None:
+    """Stop a cancelled job's task: drop it if queued, kill its child if it was running (best
+    effort: the job row already says Cancelled, and a worker never runs a job that is not
+    PENDING)."""
+    try:
+        current_app.control.revoke(
+            str(job.pk), terminate=job.started_at is not None, signal="SIGKILL"
+        )
+    except (KombuOperationalError, RedisError, OSError) as exc:
+        logger.warning("could not revoke job %s: %s", job.pk, exc)
 
 
 def job_fail_unqueued(*, job_id: str, reason: str) -> None:

@@ -15,16 +15,13 @@ from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task, shared_task
 from celery.worker.request import Request
 from django.conf import settings
-from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import RedisError
 
 from plugins_app.probe import signal_name
 from project.errors import WardenError
 
 from .models import Job
-from .services import job_claim, job_fail_unqueued, job_finish, jobs_purge, jobs_reap
+from .services import job_claim, job_finish, jobs_purge, jobs_reap
 from .watchdog import marker_path, read_marker
-from .workers import queue_has_live_worker
 
 logger = logging.getLogger(__name__)
 _EXIT_RE = re.compile(r"signal (\d+)|exitcode (\d+)")
@@ -188,52 +185,6 @@ def reap_jobs() -> dict[str, int]:
 def purge_jobs() -> int:
     """Delete finished jobs past WARDEN_JOB_RETENTION_DAYS (beat, hourly)."""
     return jobs_purge()
-
-
-def job_dispatch(job: Job) -> None:
-    """Queue `job` on its queue with its limits; on an unreachable broker or no live worker,
-    fail the job and raise ServiceUnavailable (503)."""
-    job_id = str(job.pk)
-    try:
-        if not queue_has_live_worker(job.queue):
-            reason = (
-                f"No worker is consuming queue '{job.queue}'; start one (see docs/operations.md)"
-            )
-            job_fail_unqueued(job_id=job_id, reason=reason)
-            raise WardenError(
-                "ServiceUnavailable",
-                reason,
-                details={"queue": job.queue},
-                plugin=job.plugin_name,
-                job_id=job_id,
-            )
-        run_job.apply_async(
-            kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s},
-            task_id=job_id,
-            queue=job.queue,
-            soft_time_limit=job.timeout_s,
-            time_limit=job.hard_timeout_s,
-        )
-    except (KombuOperationalError, RedisError, OSError) as exc:
-        reason = f"Message broker unreachable: {type(exc).__name__}: {exc}"
-        job_fail_unqueued(job_id=job_id, reason=reason)
-        raise WardenError(
-            "ServiceUnavailable", reason, plugin=job.plugin_name, job_id=job_id
-        ) from exc
-
-
-def job_revoke(job: Job) -> None:
-    """Stop a cancelled job's task: drop it if queued, kill its child if it was running (best
-    effort: the job row already says Cancelled, and a worker never runs a job that is not
-    PENDING)."""
-    from celery import current_app
-
-    try:
-        current_app.control.revoke(
-            str(job.pk), terminate=job.started_at is not None, signal="SIGKILL"
-        )
-    except (KombuOperationalError, RedisError, OSError) as exc:
-        logger.warning("could not revoke job %s: %s", job.pk, exc)
 
 
 @shared_task(name="execution_app.tasks.ping")
