@@ -70,7 +70,10 @@ class AnalyzeApi(APIView):
     def post(self, request: Request) -> Response:
         """Run a tool and wait for its result (up to the hard limit); 400 envelope on failure."""
         job = _submit(request)
-        job = job_wait(job=job, timeout_s=job.hard_timeout_s + settings.WARDEN_SYNC_WAIT_MARGIN_S)
+        wait = (
+            job.hard_timeout_s + settings.WARDEN_LOAD_TIMEOUT_S + settings.WARDEN_SYNC_WAIT_MARGIN_S
+        )
+        job = job_wait(job=job, timeout_s=wait)
         if job.status == JobStatus.SUCCESS:
             body: dict[str, Any] = {
                 "job_id": job.pk,

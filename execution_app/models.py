@@ -55,6 +55,10 @@ class Job(models.Model):
     worker_host = models.CharField(max_length=255, blank=True, default="")
     worker_pid = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # The request lowered the plugin's time limit: a timeout then is not the plugin's fault.
+    client_limit = models.BooleanField(default=False)
+    # The tail of what the job's processes wrote to stdout/stderr (admin only, never in the API).
+    output = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,17 +1,22 @@
 """ToolRunner: the only code that calls plugin code at execution time.
 
-It runs inside a Celery worker child: validate the input, load the plugin (cached per child),
-run the tool under the memory watchdog, validate the output, and, in a `finally`, record the job's
-end and the plugin's metrics. Whatever the plugin raises becomes a typed error envelope.
+It runs inside a Celery worker child: validate the input, load the plugin (cached per child, and
+not timed against the job's limits), run the tool inside the job's scope (its process tree, memory
+watchdog, captured output, soft time limit and the slot the main process uses to enforce the hard
+limit), validate the output, and, in a `finally`, record the job's end and the plugin's metrics.
+Whatever the plugin raises becomes a typed error envelope.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 import traceback as tb
+from contextlib import ExitStack
 from dataclasses import dataclass
+from types import FrameType, TracebackType
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -23,8 +28,11 @@ from plugins_app.models import PluginRecord
 from project.errors import WardenError
 from project.storable import storable_text
 
+from .containment import JobTree, worker_containment
 from .models import Job
-from .services import job_finish
+from .output import OutputCapture
+from .services import job_finish, memory_error, timeout_error
+from .slots import RunningSlot
 from .validation import args_validate, output_validate, plugin_admit, tool_resolve
 from .watchdog import MemoryWatch
 
@@ -42,6 +50,101 @@ def _plugin_key(plugin: PluginRecord) -> tuple[Any, ...]:
     return (plugin.pk, plugin.location, plugin.version, plugin.probed_at)
 
 
+class ToolRun:
+    """The scope of one tool run in the worker child (context manager).
+
+    Entered: the job's slot is held (the main process may stop the child at the hard limit or on
+    cancel), fds 1/2 are captured, the job's process tree is contained, the memory watchdog runs and
+    a SIGALRM timer raises SoftTimeLimitExceeded at the soft limit. Exited in reverse order: the
+    timer is disarmed, every process the job started is killed, the output tail is kept, the slot
+    is released. Raises OSError when Warden itself cannot set the scope up.
+    """
+
+    def __init__(self, job: Job, *, address_limit: bool) -> None:
+        self.job = job
+        self.job_id = str(job.pk)
+        self.address_limit = address_limit
+        self.elapsed_s = 0.0
+        self.output_text = ""
+        self.oom_kills = 0
+        self.watch: MemoryWatch | None = None
+        self._tree: JobTree | None = None
+        self._output: OutputCapture | None = None
+        self._stack = ExitStack()
+        self._armed = False
+        self._started = 0.0
+        self._saved_handler: Any = None
+
+    @property
+    def overran(self) -> bool:
+        """Whether the tool ran past its soft limit."""
+        return self.elapsed_s >= self.job.timeout_s
+
+    def __enter__(self) -> ToolRun:
+        run_dir = settings.WARDEN_RUN_DIR
+        containment = worker_containment()
+        now = time.time()
+        try:
+            self._stack.enter_context(
+                RunningSlot(
+                    run_dir,
+                    self.job_id,
+                    {
+                        "soft_deadline": now + self.job.timeout_s,
+                        "hard_deadline": now + self.job.timeout_s + settings.WARDEN_HARD_GRACE_S,
+                    },
+                )
+            )
+            self._output = self._stack.enter_context(
+                OutputCapture(run_dir, self.job_id, settings.WARDEN_JOB_OUTPUT_KB * 1024)
+            )
+            self._tree = self._stack.enter_context(
+                containment.job(self.job_id, limit_mb=self.job.memory_mb)
+            )
+            self.watch = self._stack.enter_context(
+                MemoryWatch(
+                    job_id=self.job_id,
+                    limit_mb=self.job.memory_mb,
+                    run_dir=run_dir,
+                    poll_s=settings.WARDEN_MEMORY_POLL_S,
+                    address_limit=self.address_limit,
+                    tree=self._tree,
+                    measured=containment.mode,
+                    output=self._output,
+                )
+            )
+        except BaseException:
+            self._stack.close()
+            raise
+        self._saved_handler = signal.signal(signal.SIGALRM, self._on_alarm)
+        self._armed = True
+        signal.setitimer(signal.ITIMER_REAL, self.job.timeout_s)
+        self._started = time.monotonic()
+        return self
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        if self._armed:
+            raise SoftTimeLimitExceeded()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._armed = False  # first: a late alarm must not interrupt the clean-up below
+        self.elapsed_s = time.monotonic() - self._started
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._saved_handler or signal.SIG_DFL)
+        try:
+            self._stack.__exit__(exc_type, exc, tb)
+        finally:
+            if self._output is not None:
+                self.output_text = self._output.text
+            if self._tree is not None:
+                self.oom_kills = self._tree.oom_kills()
+
+
 class ToolRunner:
     """Runs one claimed job; keeps loaded plugin instances for the life of the worker child."""
 
@@ -51,11 +154,10 @@ class ToolRunner:
         """Run `job` (already RUNNING) to its end; return whether it succeeded. Never raises
         for anything the plugin does (a hard kill or crash is recorded by the worker's main
         process instead)."""
-        started = time.monotonic()
         result: dict[str, Any] | None = None
         error: WardenError | None = None
         trace = ""
-        watch: MemoryWatch | None = None
+        run: ToolRun | None = None
         try:
             plugin = job.plugin
             if plugin is None:
@@ -63,90 +165,118 @@ class ToolRunner:
             plugin_admit(plugin)
             tool = tool_resolve(plugin, job.tool)
             args_validate(plugin, tool, job.args)
-            instance = self._instance(plugin)
+            instance = self._instance(plugin)  # loading is not timed against the job's limits
             call_args = self._call_args(job)
-            watch = MemoryWatch(
-                job_id=str(job.pk),
-                limit_mb=job.memory_mb,
-                run_dir=settings.WARDEN_RUN_DIR,
-                poll_s=settings.WARDEN_MEMORY_POLL_S,
-                address_limit=not plugin.requires_gpu,
-            )
-            started = time.monotonic()
-            with watch:
+            run = self._scope(job, plugin)
+            with run:
                 output = instance.run(job.tool, call_args)
-            result = output_validate(plugin, tool, output)
-        except SoftTimeLimitExceeded:
-            error = WardenError(
-                "TimeoutError",
-                f"Tool '{job.tool}' of plugin '{job.plugin_name}' exceeded its "
-                f"{job.timeout_s:g} s time limit",
-                details={"limit_s": job.timeout_s, "kind": "soft"},
-                plugin=job.plugin_name,
-            )
-        except WardenError as exc:
-            error = exc
-        except warden.InvalidInput as exc:
-            error = WardenError(
-                "ValidationError",
-                storable_text(str(exc)) or "The plugin rejected the input",
-                details={"raised_by": "plugin"},
-                plugin=job.plugin_name,
-            )
-        except MemoryError as exc:
-            limited = watch is not None and watch.rlimit_hit
-            error = WardenError(
-                "MemoryLimitExceeded" if limited else "PluginError",
-                f"Tool '{job.tool}' of plugin '{job.plugin_name}' exceeded its "
-                f"{job.memory_mb} MB memory limit"
-                if limited
-                else f"MemoryError: {exc}",
-                details={
-                    "limit_mb": job.memory_mb,
-                    "kind": "address-space",
-                    "peak_mb": round(watch.peak_growth_mb, 1) if watch else None,
-                },
-                plugin=job.plugin_name,
-            )
-            trace = tb.format_exc()[-MAX_TRACEBACK:]
-        except (SystemExit, KeyboardInterrupt) as exc:
-            code = exc.code if isinstance(exc, SystemExit) else None
-            error = WardenError(
-                "PluginCrashed",
-                f"Tool '{job.tool}' of plugin '{job.plugin_name}' raised {type(exc).__name__}"
-                + (f" (exit code {code})" if isinstance(exc, SystemExit) else ""),
-                details={"exception": type(exc).__name__, "exit_code": code},
-                plugin=job.plugin_name,
-            )
-            trace = tb.format_exc()[-MAX_TRACEBACK:]
-        except Exception as exc:
-            error = WardenError(
-                "PluginError",
-                f"Tool '{job.tool}' of plugin '{job.plugin_name}' raised "
-                f"{type(exc).__name__}: {storable_text(str(exc))}",
-                details={"exception": type(exc).__name__},
-                plugin=job.plugin_name,
-            )
-            trace = tb.format_exc()[-MAX_TRACEBACK:]
+            self._check_run(job, run)
+            result = output_validate(plugin, tool, output, settings.WARDEN_MAX_RESULT_MB)
+        except BaseException as exc:
+            error, trace = self._classify(job, run, exc)
         finally:
-            if error is None and result is None:  # a BaseException nobody above expected
+            if error is None and result is None:  # interrupted inside this very method
                 error = WardenError(
                     "PluginCrashed",
                     f"Tool '{job.tool}' of plugin '{job.plugin_name}' was interrupted",
                     details={"exception": type(sys.exc_info()[1]).__name__},
                     plugin=job.plugin_name,
                 )
-            elapsed_ms = (time.monotonic() - started) * 1000
+            watch = run.watch if run is not None else None
             job_finish(
                 job_id=str(job.pk),
                 result=result,
                 error=error,
                 traceback=storable_text(trace),
-                execution_ms=elapsed_ms if watch is not None else None,
+                execution_ms=run.elapsed_s * 1000 if run is not None and watch else None,
                 peak_memory_mb=watch.peak_growth_mb if watch is not None else None,
+                output=run.output_text if run is not None else "",
                 plugin=job.plugin,
             )
         return error is None
+
+    @staticmethod
+    def _scope(job: Job, plugin: PluginRecord) -> ToolRun:
+        """The run's scope; an OSError setting it up is Warden's failure, not the plugin's."""
+        return ToolRun(job, address_limit=not plugin.requires_gpu)
+
+    @staticmethod
+    def _check_run(job: Job, run: ToolRun) -> None:
+        """Fail a tool that returned normally after the kernel killed one of its processes for
+        memory, or after its soft limit (a plugin that swallowed the interruption)."""
+        peak = run.watch.peak_growth_mb if run.watch is not None else None
+        if run.oom_kills:
+            raise memory_error(job, kind="oom", peak_mb=peak)
+        if run.overran:
+            raise timeout_error(job, kind="soft", late=True)
+
+    @staticmethod
+    def _classify(job: Job, run: ToolRun | None, exc: BaseException) -> tuple[WardenError, str]:
+        """Map whatever ended the call to the job's error and its stored traceback."""
+        trace = tb.format_exc()[-MAX_TRACEBACK:]
+        if isinstance(exc, WardenError):
+            return exc, ""
+        watch = run.watch if run is not None else None
+        if run is not None and watch is not None:  # the tool ran: limits decide first
+            if run.oom_kills:
+                return memory_error(job, kind="oom", peak_mb=watch.peak_growth_mb), trace
+            if isinstance(exc, MemoryError) and watch.rlimit_hit:
+                return memory_error(job, kind="address-space", peak_mb=watch.peak_growth_mb), trace
+            if isinstance(exc, SoftTimeLimitExceeded) or run.overran:
+                late = not isinstance(exc, SoftTimeLimitExceeded)
+                return timeout_error(job, kind="soft", late=late), ""
+        elif isinstance(exc, OSError):
+            return (
+                WardenError(
+                    "ServiceUnavailable",
+                    f"The worker could not prepare job {job.pk}: {type(exc).__name__}: {exc}",
+                    details={"exception": type(exc).__name__},
+                    plugin=job.plugin_name,
+                ),
+                trace,
+            )
+        if isinstance(exc, warden.InvalidInput):
+            return (
+                WardenError(
+                    "ValidationError",
+                    storable_text(str(exc)) or "The plugin rejected the input",
+                    details={"raised_by": "plugin"},
+                    plugin=job.plugin_name,
+                ),
+                "",
+            )
+        if isinstance(exc, SystemExit | KeyboardInterrupt):
+            code = exc.code if isinstance(exc, SystemExit) else None
+            return (
+                WardenError(
+                    "PluginCrashed",
+                    f"Tool '{job.tool}' of plugin '{job.plugin_name}' raised {type(exc).__name__}"
+                    + (f" (exit code {code})" if isinstance(exc, SystemExit) else ""),
+                    details={"exception": type(exc).__name__, "exit_code": code},
+                    plugin=job.plugin_name,
+                ),
+                trace,
+            )
+        if not isinstance(exc, Exception):
+            return (
+                WardenError(
+                    "PluginCrashed",
+                    f"Tool '{job.tool}' of plugin '{job.plugin_name}' was interrupted",
+                    details={"exception": type(exc).__name__},
+                    plugin=job.plugin_name,
+                ),
+                trace,
+            )
+        return (
+            WardenError(
+                "PluginError",
+                f"Tool '{job.tool}' of plugin '{job.plugin_name}' raised "
+                f"{type(exc).__name__}: {storable_text(str(exc))}",
+                details={"exception": type(exc).__name__},
+                plugin=job.plugin_name,
+            ),
+            trace,
+        )
 
     def _instance(self, plugin: PluginRecord) -> Any:
         """Return this child's instance of the plugin, importing and initialising it once."""
@@ -165,8 +295,6 @@ class ToolRunner:
             )
             instance = instantiate(cls)
             call_validate(instance)
-        except SoftTimeLimitExceeded:
-            raise
         except Exception as exc:
             raise WardenError(
                 "PluginError",
@@ -183,9 +311,19 @@ class ToolRunner:
 
     @staticmethod
     def _call_args(job: Job) -> dict[str, Any]:
+        """The tool's args, with the stored input file added; an unreadable input is Warden's
+        failure (ServiceUnavailable), not the plugin's."""
         args = dict(job.args)
         if job.input_file:
-            with job.input_file.open("rb") as handle:
-                args["image_bytes"] = handle.read()
+            try:
+                with job.input_file.open("rb") as handle:
+                    args["image_bytes"] = handle.read()
+            except OSError as exc:
+                raise WardenError(
+                    "ServiceUnavailable",
+                    f"The worker could not read the input of job {job.pk}: {type(exc).__name__}",
+                    details={"exception": type(exc).__name__},
+                    plugin=job.plugin_name,
+                ) from exc
             args["mime_type"] = job.input_mime_type or None
         return args

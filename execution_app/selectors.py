@@ -6,6 +6,7 @@ import time
 import uuid
 
 from celery.result import AsyncResult
+from django.conf import settings
 from django.db.models import QuerySet
 
 from project.errors import WardenError
@@ -41,6 +42,12 @@ def job_list(*, plugin: str | None = None, status: str | None = None) -> QuerySe
             )
         jobs = jobs.filter(status=status)
     return jobs.order_by("-created_at")
+
+
+def job_wait_limit(job: Job) -> float:
+    """How long a synchronous caller waits for `job`: its hard limit, plus loading the plugin on
+    first use, plus a margin for the worker to record the end."""
+    return job.hard_timeout_s + settings.WARDEN_LOAD_TIMEOUT_S + settings.WARDEN_SYNC_WAIT_MARGIN_S
 
 
 def job_wait(*, job: Job, timeout_s: float) -> Job:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,10 +20,14 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
 from plugins_app.models import PluginRecord
+from plugins_app.probe import signal_name
 from plugins_app.services import plugin_record_outcome
 from project.errors import PLUGIN_FAULTS, WardenError
 
+from .containment import worker_containment
 from .models import ACTIVE_STATUSES, Job, JobStatus
+from .output import output_tail
+from .slots import marker_read, slot_files_remove
 from .validation import (
     args_validate,
     file_validate,
@@ -139,6 +144,7 @@ def job_create(*, job_input: JobInput) -> Job:
         hard_timeout_s=job_input.timeout_s + settings.WARDEN_HARD_GRACE_S,
         memory_mb=plugin.memory_mb,
         queue="gpu" if plugin.requires_gpu else "cpu",
+        client_limit=job_input.timeout_s < plugin.timeout_s,
     )
     with transaction.atomic():
         if job_input.file_bytes is not None:
@@ -169,8 +175,10 @@ def job_dispatch(job: Job) -> None:
             kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s},
             task_id=job_id,
             queue=job.queue,
-            soft_time_limit=job.timeout_s,
-            time_limit=job.hard_timeout_s,
+            # The soft and hard limits count from the tool's start and are enforced by the
+            # worker (runner.ToolRun, supervisor.Supervisor); Celery's own hard limit is the
+            # backstop, with room for loading the plugin on first use.
+            time_limit=job.hard_timeout_s + settings.WARDEN_LOAD_TIMEOUT_S,
         )
     except (KombuOperationalError, RedisError, OSError) as exc:
         reason = f"Message broker unreachable: {type(exc).__name__}: {exc}"
@@ -208,13 +216,14 @@ def job_submit(
 def job_claim(*, job_id: str, hard_timeout_s: float) -> Job | None:
     """Atomically move a PENDING job to RUNNING for this worker; None if it is not PENDING.
 
-    `hard_timeout_s` (carried by the task message) sets the deadline the reaper checks.
+    `hard_timeout_s` (carried by the task message), plus the time loading the plugin may take,
+    sets the deadline the reaper checks.
     """
     now = timezone.now()
     claimed = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
         status=JobStatus.RUNNING,
         started_at=now,
-        deadline_at=now + timedelta(seconds=hard_timeout_s),
+        deadline_at=now + timedelta(seconds=hard_timeout_s + settings.WARDEN_LOAD_TIMEOUT_S),
         worker_host=socket.gethostname(),
         worker_pid=os.getpid(),
         attempts=F("attempts") + 1,
@@ -233,15 +242,20 @@ def job_finish(
     traceback: str = "",
     execution_ms: float | None = None,
     peak_memory_mb: float | None = None,
+    output: str = "",
     plugin: PluginRecord | None = None,
 ) -> bool:
     """Record a job's end (SUCCESS with `result`, or FAILED with `error`) and the plugin's metrics.
 
     Idempotent: only a PENDING or RUNNING job changes, so a second call (hooks fire twice, the
-    reaper races the worker) is a no-op. Returns whether this call ended the job.
+    reaper races the worker) is a no-op. Returns whether this call ended the job. Only plugin
+    faults count against the plugin, and a timeout at a limit the client lowered does not
+    (CONTRACT.md §5).
     """
     now = timezone.now()
     fields: dict[str, Any] = {"finished_at": now}
+    if output:
+        fields["output"] = output
     if execution_ms is not None:
         fields["execution_time_ms"] = round(execution_ms, 3)
     if peak_memory_mb is not None:
@@ -265,7 +279,7 @@ def job_finish(
             if plugin is not None
             else Job.objects.values_list("plugin_id", flat=True).get(pk=job_id)
         )
-        if plugin_id is not None and (error is None or error.type in PLUGIN_FAULTS):
+        if plugin_id is not None and (error is None or counts_against_plugin(error)):
             plugin_record_outcome(
                 plugin_id=plugin_id,
                 snapshot=plugin,
@@ -274,6 +288,61 @@ def job_finish(
                 execution_ms=execution_ms,
             )
     return True
+
+
+def counts_against_plugin(error: WardenError) -> bool:
+    """Whether a job's error is the plugin's fault (CONTRACT.md §3 rule 4, §5)."""
+    return error.type in PLUGIN_FAULTS and not error.details.get("client_limit")
+
+
+def timeout_error(job: Job, *, kind: str, late: bool = False) -> WardenError:
+    """The TimeoutError of a job that ran past its soft limit (`kind` "soft") or was killed at its
+    hard limit ("hard"); `late` means the tool returned by itself after the soft limit."""
+    soft = job.timeout_s
+    hard = soft + settings.WARDEN_HARD_GRACE_S
+    details: dict[str, Any] = {"limit_s": soft, "kind": kind, "client_limit": job.client_limit}
+    where = f"Tool '{job.tool}' of plugin '{job.plugin_name}'"
+    if kind == "hard":
+        details["hard_limit_s"] = hard
+        message = (
+            f"{where} exceeded its {soft:g} s time limit and did not stop; its worker process "
+            f"was killed at the {hard:g} s hard limit"
+        )
+    elif late:
+        details["late"] = True
+        message = (
+            f"{where} exceeded its {soft:g} s time limit (it returned late, after ignoring the "
+            "interruption; its result was discarded)"
+        )
+    else:
+        message = f"{where} exceeded its {soft:g} s time limit"
+    if job.client_limit:
+        message += " (a limit lowered by the request's timeout_s)"
+    return WardenError("TimeoutError", message, details=details, plugin=job.plugin_name)
+
+
+def memory_error(job: Job, *, kind: str, peak_mb: float | None, **extra: Any) -> WardenError:
+    """The MemoryLimitExceeded of a job stopped by the watchdog ("rss"), the address-space
+    backstop ("address-space") or the kernel inside the job's cgroup ("oom")."""
+    how = {
+        "rss": "its process tree was killed",
+        "address-space": "an allocation failed at the address-space limit",
+        "oom": "the kernel killed a process of the job at the job's cgroup limit",
+    }.get(kind, "it was stopped")
+    grew = f" (grew by {peak_mb:.1f} MB)" if peak_mb is not None else ""
+    return WardenError(
+        "MemoryLimitExceeded",
+        f"Tool '{job.tool}' of plugin '{job.plugin_name}' exceeded its {job.memory_mb} MB "
+        f"memory limit{grew}; {how}",
+        details={
+            "limit_mb": job.memory_mb,
+            "peak_mb": round(peak_mb, 1) if peak_mb is not None else None,
+            "kind": kind,
+            "measured": worker_containment().mode,
+            **extra,
+        },
+        plugin=job.plugin_name,
+    )
 
 
 def job_cancel(*, job: Job) -> Job:
@@ -301,16 +370,92 @@ def job_cancel(*, job: Job) -> Job:
     return job
 
 
+STOP_COMMAND = "warden_stop_job"
+
+
 def job_stop(*, job: Job) -> None:
-    """Stop a cancelled job's task: drop it if queued, kill its child if it was running (best
-    effort: the job row already says Cancelled, and a worker never runs a job that is not
-    PENDING)."""
+    """Ask the worker running a cancelled job to stop it (best effort: the job row already says
+    Cancelled, and a worker never starts a job that is not PENDING). The worker kills the job's
+    process tree only while its child is verifiably still running this job (slots.slot_stop)."""
+    if job.started_at is None:
+        return  # never started: its message is skipped when a worker takes it
     try:
-        current_app.control.revoke(
-            str(job.pk), terminate=job.started_at is not None, signal="SIGKILL"
-        )
+        current_app.control.broadcast(STOP_COMMAND, arguments={"job_id": str(job.pk)})
     except (KombuOperationalError, RedisError, OSError) as exc:
-        logger.warning("could not revoke job %s: %s", job.pk, exc)
+        logger.warning("could not ask the workers to stop job %s: %s", job.pk, exc)
+
+
+END_FIELDS = ("id", "plugin_name", "tool", "timeout_s", "memory_mb", "client_limit")
+_EXIT_RE = re.compile(r"signal (\d+)|exitcode (\d+)")
+
+
+def job_fail_lost(*, job_id: str, worker_message: str) -> None:
+    """Record a job whose worker child died (main process): killed on purpose (its end marker
+    says why: memory watchdog, hard limit, cancel), OOM-killed by the kernel inside the job's
+    cgroup, or crashed (`worker_message` is Celery's text, with the signal or exit code)."""
+    _job_end_after_kill(job_id, worker_message=worker_message, hard_limit=False)
+
+
+def job_fail_hard_timeout(*, job_id: str) -> None:
+    """Record a job whose child Celery kills at its backstop time limit (main process)."""
+    _job_end_after_kill(job_id, worker_message=None, hard_limit=True)
+
+
+def _job_end_after_kill(job_id: str, *, worker_message: str | None, hard_limit: bool) -> None:
+    run_dir = settings.WARDEN_RUN_DIR
+    marker = marker_read(run_dir, job_id) or {}
+    oom_kills = worker_containment().release(job_id)
+    output = output_tail(run_dir, job_id, settings.WARDEN_JOB_OUTPUT_KB * 1024)
+    job = Job.objects.filter(pk=job_id).only(*END_FIELDS).first()
+    if job is not None:
+        cause = marker.get("cause")
+        if cause == "memory":
+            error = memory_error(
+                job,
+                kind=str(marker.get("kind", "rss")),
+                peak_mb=marker.get("peak_mb"),
+            )
+        elif cause == "cancel":
+            error = WardenError(
+                "Cancelled",
+                f"Job {job_id} was cancelled while RUNNING",
+                details={"cancelled_while": "RUNNING"},
+                plugin=job.plugin_name,
+            )
+        elif oom_kills:
+            error = memory_error(job, kind="oom", peak_mb=None, oom_kills=oom_kills)
+        elif cause == "hard" or hard_limit:
+            error = timeout_error(job, kind="hard")
+        else:
+            error = _crash_error(job, worker_message or "")
+        job_finish(
+            job_id=job_id,
+            error=error,
+            output=output,
+            peak_memory_mb=error.details.get("peak_mb") if error.type != "Cancelled" else None,
+        )
+    slot_files_remove(run_dir, job_id)
+
+
+def _crash_error(job: Job, worker_message: str) -> WardenError:
+    match = _EXIT_RE.search(worker_message)
+    details: dict[str, Any] = {"worker_message": worker_message}
+    if match and match.group(1):
+        number = int(match.group(1))
+        how = f"signal {signal_name(number)}"
+        details.update(signal=signal_name(number), signal_number=number)
+    elif match and match.group(2):
+        how = f"exit code {match.group(2)}"
+        details["exit_code"] = int(match.group(2))
+    else:
+        how = "unknown cause"
+    return WardenError(
+        "PluginCrashed",
+        f"Tool '{job.tool}' of plugin '{job.plugin_name}' crashed its worker process ({how}); "
+        "the worker replaced it",
+        details=details,
+        plugin=job.plugin_name,
+    )
 
 
 def job_fail_unqueued(*, job_id: str, reason: str) -> None:

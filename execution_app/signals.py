@@ -1,17 +1,29 @@
-"""Worker signal handlers: child set-up, plugin sync and heartbeat at start, clean shutdown."""
+"""Worker signal handlers: containment and child set-up, plugin sync, heartbeat and supervisor
+at start, clean shutdown."""
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import sys
 from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import connections
 
+from .containment import (
+    containment_setup,
+    set_subreaper,
+    worker_containment,
+    worker_containment_set,
+)
+from .supervisor import Supervisor, supervisor_set
+
 logger = logging.getLogger(__name__)
 _heartbeat: Any = None
+_supervisor: Supervisor | None = None
 
 
 POOL_MAINTENANCE_S = 0.25
@@ -30,9 +42,24 @@ def tighten_pool_maintenance(**_: Any) -> None:
     AsynPool.timers = property(lambda self: {self.maintain_pool: POOL_MAINTENANCE_S})
 
 
+@worker_init.connect
+def set_up_containment(**_: Any) -> None:
+    """Choose how jobs' process trees are contained (before the pool forks its children, which
+    inherit the choice) and make the main process a child subreaper."""
+    containment = containment_setup(
+        settings.WARDEN_CONTAINMENT, job_max_pids=settings.WARDEN_JOB_MAX_PIDS
+    )
+    worker_containment_set(containment)
+    logger.info(
+        "job containment: %s%s",
+        containment.mode,
+        f" ({containment.why})" if containment.why else "",
+    )
+
+
 @worker_process_init.connect
 def configure_child(**_: Any) -> None:
-    """In each new worker child: single-threaded numeric libraries.
+    """In each new worker child: single-threaded numeric libraries, subreaper, faulthandler.
 
     torch is never imported in the parent (forking after torch ops deadlocks children), so it is
     not imported here either: OMP_NUM_THREADS covers a later import, and ToolRunner calls
@@ -45,8 +72,10 @@ def configure_child(**_: Any) -> None:
     """
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    import sys
-
+    # Orphans of a job's processes are re-parented to this child, where the job can find them.
+    set_subreaper()
+    # A crash writes the Python stack to fd 2, which is the job's captured output during a run.
+    faulthandler.enable(file=2, all_threads=True)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
@@ -54,10 +83,19 @@ def configure_child(**_: Any) -> None:
 
 @worker_ready.connect
 def on_worker_ready(sender: Any = None, **_: Any) -> None:
-    """Re-probe plugins (unless disabled) and start announcing this worker's queues."""
-    global _heartbeat
+    """Re-probe plugins (unless disabled), start supervising the pool and start announcing this
+    worker's queues."""
+    global _heartbeat, _supervisor
     from .workers import Heartbeat
 
+    if sender is not None:
+        _supervisor = Supervisor(
+            containment=worker_containment(),
+            run_dir=settings.WARDEN_RUN_DIR,
+            pool_pids=lambda: {p.pid for p in sender.pool._pool._pool if p.pid},
+        )
+        supervisor_set(_supervisor)
+        _supervisor.start()
     if settings.WARDEN_SYNC_ON_WORKER_START:
         from plugins_app.services import plugin_sync
 
@@ -76,6 +114,11 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def on_worker_shutdown(**_: Any) -> None:
-    """Withdraw the heartbeat so the API stops sending work here."""
+    """Withdraw the heartbeat so the API stops sending work here; stop supervising; remove this
+    worker's job cgroups."""
     if _heartbeat is not None:
         _heartbeat.stop()
+    if _supervisor is not None:
+        _supervisor.stop()
+        supervisor_set(None)
+    worker_containment().shutdown()

@@ -7,103 +7,25 @@ main process, so a job ends FAILED with the right type even when its child was k
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from billiard.einfo import ExceptionInfo, ExceptionWithTraceback
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task, shared_task
 from celery.worker.request import Request
-from django.conf import settings
 
-from plugins_app.probe import signal_name
 from project.errors import WardenError
 
-from .models import Job
-from .services import job_claim, job_finish, jobs_purge, jobs_reap
-from .watchdog import marker_path, read_marker
+from .services import (
+    job_claim,
+    job_fail_hard_timeout,
+    job_fail_lost,
+    job_finish,
+    jobs_purge,
+    jobs_reap,
+)
 
 logger = logging.getLogger(__name__)
-_EXIT_RE = re.compile(r"signal (\d+)|exitcode (\d+)")
-
-
-def _job_label(job_id: str) -> tuple[str, str, float]:
-    job = Job.objects.filter(pk=job_id).values("plugin_name", "tool", "timeout_s").first()
-    if job is None:
-        return "?", "?", 0.0
-    return job["plugin_name"], job["tool"], job["timeout_s"]
-
-
-def job_fail_hard_timeout(job_id: str) -> None:
-    """Record a job whose child was killed at the hard time limit.
-
-    A watchdog marker means the child had already killed itself for memory and the pool noticed
-    only at the deadline: that job is recorded as the memory kill it was.
-    """
-    marker = read_marker(settings.WARDEN_RUN_DIR, job_id)
-    if marker is not None:
-        _job_fail_memory(job_id, marker)
-        return
-    plugin, tool, soft = _job_label(job_id)
-    hard = soft + settings.WARDEN_HARD_GRACE_S
-    job_finish(
-        job_id=job_id,
-        error=WardenError(
-            "TimeoutError",
-            f"Tool '{tool}' of plugin '{plugin}' exceeded its {soft:g} s time limit and did not "
-            f"stop; its worker process was killed at the {hard:g} s hard limit",
-            details={"limit_s": soft, "hard_limit_s": hard, "kind": "hard"},
-            plugin=plugin,
-        ),
-    )
-
-
-def _job_fail_memory(job_id: str, marker: dict[str, Any]) -> None:
-    """Record a job whose child the memory watchdog killed (its marker says how far it grew)."""
-    plugin, tool, _ = _job_label(job_id)
-    job_finish(
-        job_id=job_id,
-        peak_memory_mb=marker.get("peak_mb"),
-        error=WardenError(
-            "MemoryLimitExceeded",
-            f"Tool '{tool}' of plugin '{plugin}' exceeded its {marker.get('limit_mb')} MB "
-            f"memory limit (grew by {marker.get('peak_mb')} MB); its worker process was "
-            "killed and replaced",
-            details={**marker, "kind": "rss"},
-            plugin=plugin,
-        ),
-    )
-
-
-def job_fail_lost(job_id: str, exc: BaseException) -> None:
-    """Record a job whose worker child died: a memory kill (marker present) or a crash."""
-    marker = read_marker(settings.WARDEN_RUN_DIR, job_id)
-    if marker is not None:
-        _job_fail_memory(job_id, marker)
-        return
-    plugin, tool, _ = _job_label(job_id)
-    text = str(exc)
-    match = _EXIT_RE.search(text)
-    details: dict[str, Any] = {"worker_message": text}
-    if match and match.group(1):
-        number = int(match.group(1))
-        how = f"signal {signal_name(number)}"
-        details.update(signal=signal_name(number), signal_number=number)
-    elif match and match.group(2):
-        how = f"exit code {match.group(2)}"
-        details["exit_code"] = int(match.group(2))
-    else:
-        how = "unknown cause"
-    job_finish(
-        job_id=job_id,
-        error=WardenError(
-            "PluginCrashed",
-            f"Tool '{tool}' of plugin '{plugin}' crashed its worker process ({how}); "
-            "the worker replaced it",
-            details=details,
-            plugin=plugin,
-        ),
-    )
 
 
 class JobRequest(Request):
@@ -117,7 +39,7 @@ class JobRequest(Request):
         """Hard limit: the child is about to be killed; record the job's end first."""
         job_id = self._job_id()
         if not soft and job_id:
-            _guarded(job_fail_hard_timeout, job_id)
+            _guarded(job_fail_hard_timeout, job_id=job_id)
         super().on_timeout(soft, timeout)
 
     def on_failure(
@@ -130,9 +52,9 @@ class JobRequest(Request):
             exc = exc.exc
         if job_id:
             if isinstance(exc, TimeLimitExceeded):
-                _guarded(job_fail_hard_timeout, job_id)
+                _guarded(job_fail_hard_timeout, job_id=job_id)
             elif isinstance(exc, WorkerLostError):
-                _guarded(job_fail_lost, job_id, exc)
+                _guarded(job_fail_lost, job_id=job_id, worker_message=str(exc))
             else:
                 _guarded(
                     job_finish,
@@ -144,8 +66,6 @@ class JobRequest(Request):
                     ),
                     traceback=str(exc_info.traceback or ""),
                 )
-            # A killed child cannot remove its own watchdog marker.
-            marker_path(settings.WARDEN_RUN_DIR, job_id).unlink(missing_ok=True)
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 

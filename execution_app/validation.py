@@ -152,8 +152,11 @@ def file_validate(
     return mime
 
 
-def output_validate(plugin: PluginRecord, tool: dict[str, Any], output: Any) -> dict[str, Any]:
-    """Return the tool's output if it is a JSON-serialisable dict matching output_schema.
+def output_validate(
+    plugin: PluginRecord, tool: dict[str, Any], output: Any, max_mb: float
+) -> dict[str, Any]:
+    """Return the tool's output if it is a JSON-serialisable dict of at most `max_mb` MB of JSON
+    matching output_schema.
 
     Raises OutputValidationError otherwise.
     """
@@ -172,6 +175,16 @@ def output_validate(plugin: PluginRecord, tool: dict[str, Any], output: Any) -> 
         text = json.dumps(output, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise fail(f"a value that is not JSON-serialisable ({exc})") from exc
+    except RecursionError as exc:
+        raise fail("a value nested too deeply to serialise") from exc
+    size = len(text.encode("utf-8")) if not text.isascii() else len(text)
+    if size > max_mb * 2**20:
+        raise fail(
+            f"a result of {size / 2**20:.1f} MB of JSON; the limit is {max_mb:g} MB "
+            "(WARDEN_MAX_RESULT_MB)",
+            size_mb=round(size / 2**20, 1),
+            limit_mb=max_mb,
+        )
     result: dict[str, Any] = json.loads(text)
     if has_unstorable_text(result):
         raise fail(

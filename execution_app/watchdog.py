@@ -1,10 +1,14 @@
-"""The memory watchdog: stops a job the moment its worker child grows past the job's limit.
+"""The memory watchdog: stops a job the moment its process tree grows past the job's limit.
 
-A daemon thread polls the child's RSS. On a breach it first writes a small JSON marker with one
-`os.write` to a file opened in advance, then SIGKILLs its own process: database I/O before the kill
-would let the plugin keep allocating for hundreds of MB (see shared/notes/celery-isolation.md).
-The worker's main process turns the marker into the job's MemoryLimitExceeded record. For
-CPU-only plugins an RLIMIT_AS backstop also makes allocations past the limit fail outright.
+A daemon thread in the worker child polls the memory of the job's whole tree (its cgroup's charge,
+or the child's RSS growth plus its descendants', see containment.py). On a breach it first writes a
+small JSON marker with one `os.write` to a file opened in advance, then SIGKILLs the job's other
+processes and its own: database I/O before the kill would let the plugin keep allocating for
+hundreds of MB (see shared/notes/celery-isolation.md). The worker's main process turns the marker
+into the job's MemoryLimitExceeded record. Backstops bound what the thread cannot see in time: the
+job cgroup's kernel limit at 110 % and, for CPU-only plugins, RLIMIT_AS on the child itself.
+
+The same thread keeps the job's captured output bounded (output.py).
 """
 
 from __future__ import annotations
@@ -17,97 +21,94 @@ import sys
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import psutil
 
+from .containment import JobTree
+from .output import OutputCapture
+from .slots import marker_path
+
 MB = 2**20
 SWITCH_INTERVAL_S = 0.001
-
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _read_rss(statm_fd: int) -> int:
-    """RSS in bytes from an open /proc/self/statm: a few microseconds, far cheaper than psutil."""
-    return int(os.pread(statm_fd, 64, 0).split()[1]) * PAGE
-
-
-def marker_path(run_dir: Path, job_id: str) -> Path:
-    """Return where the watchdog leaves its marker for `job_id`."""
-    return run_dir / f"memkill-{job_id}.json"
-
-
-def read_marker(run_dir: Path, job_id: str) -> dict[str, Any] | None:
-    """Return and delete the watchdog's marker for `job_id`, or None if there is none."""
-    path = marker_path(run_dir, job_id)
-    try:
-        data = json.loads(path.read_text() or "null")
-    except (OSError, ValueError):
-        return None
-    path.unlink(missing_ok=True)
-    return data if isinstance(data, dict) else None
+OUTPUT_TRIM_EVERY = 10  # polls
 
 
 class MemoryWatch:
-    """Context manager that enforces `limit_mb` of RSS growth on the current process."""
+    """Context manager that enforces `limit_mb` on the memory of a job's process tree."""
 
     def __init__(
-        self, *, job_id: str, limit_mb: int, run_dir: Path, poll_s: float, address_limit: bool
+        self,
+        *,
+        job_id: str,
+        limit_mb: int,
+        run_dir: Path,
+        poll_s: float,
+        address_limit: bool,
+        tree: JobTree,
+        measured: str,
+        output: OutputCapture | None = None,
     ) -> None:
         self.job_id = job_id
         self.limit_mb = limit_mb
         self.run_dir = run_dir
         self.poll_s = poll_s
         self.address_limit = address_limit
-        self.process = psutil.Process()
-        self.baseline_rss = 0
-        self.peak_rss = 0
+        self.tree = tree
+        self.measured = measured
+        self.output = output
+        self.peak_bytes = 0
         self.rlimit_hit = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
         self._saved_rlimit: tuple[int, int] | None = None
         self._saved_switch = sys.getswitchinterval()
-        self._statm: int | None = None
 
     @property
     def peak_growth_mb(self) -> float:
-        """Peak RSS growth over the job's start, in MB."""
-        return max(0, self.peak_rss - self.baseline_rss) / MB
+        """Peak memory of the job's tree over its start, in MB."""
+        return self.peak_bytes / MB
 
     def _sample(self) -> int:
-        rss = _read_rss(self._statm) if self._statm is not None else self.process.memory_info().rss
-        self.peak_rss = max(self.peak_rss, rss)
-        return rss
+        used = self.tree.memory_bytes()
+        self.peak_bytes = max(self.peak_bytes, used)
+        return used
 
     def _watch(self) -> None:
         limit = self.limit_mb * MB
+        polls = 0
         while not self._stop.wait(self.poll_s):
-            rss = self._sample()
-            if rss - self.baseline_rss > limit:
-                self._kill(rss)
+            try:
+                used = self._sample()
+                if used > limit:
+                    confirmed = self.tree.confirmed_memory_bytes()
+                    if confirmed > limit:
+                        self._kill(confirmed)
+                polls += 1
+                if self.output is not None and polls % OUTPUT_TRIM_EVERY == 0:
+                    self.output.trim()
+            except OSError:
+                continue  # a process or cgroup file vanished between two reads
 
-    def _kill(self, rss: int) -> None:
+    def _kill(self, used: int) -> None:
         marker = {
+            "cause": "memory",
             "limit_mb": self.limit_mb,
-            "peak_mb": round((rss - self.baseline_rss) / MB, 1),
-            "rss_mb": round(rss / MB, 1),
+            "peak_mb": round(used / MB, 1),
+            "kind": "rss",
+            "measured": self.measured,
         }
         if self._fd is not None:
             os.write(self._fd, json.dumps(marker).encode())
+        self.tree.kill_others()
         os.kill(os.getpid(), signal.SIGKILL)
 
     def __enter__(self) -> MemoryWatch:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(
-            marker_path(self.run_dir, self.job_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
-        )
-        try:
-            self._statm = os.open("/proc/self/statm", os.O_RDONLY)
-        except OSError:
-            self._statm = None  # not Linux: psutil instead
-        self.baseline_rss = self.peak_rss = self._sample()
+        path = marker_path(self.run_dir, self.job_id, "mem")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.peak_bytes = 0
+        self._sample()
         # A thread allocating in a loop holds the GIL for a whole switch interval (5 ms by
         # default); a shorter one lets the watchdog in sooner, so it stops the job closer to the
         # limit.
@@ -116,8 +117,8 @@ class MemoryWatch:
         self._thread.start()
         if self.address_limit:
             # Backstop: address space may grow by the limit plus 10 %, never more. Breaks CUDA,
-            # so GPU plugins rely on the polling thread alone.
-            vms = self.process.memory_info().vms
+            # so GPU plugins rely on the polling thread (and the job cgroup) alone.
+            vms = psutil.Process().memory_info().vms
             self._saved_rlimit = resource.getrlimit(resource.RLIMIT_AS)
             cap = vms + int(self.limit_mb * MB * 1.1)
             hard = self._saved_rlimit[1]
@@ -140,11 +141,11 @@ class MemoryWatch:
         if self._thread is not None:
             self._thread.join(timeout=1)
         sys.setswitchinterval(self._saved_switch)
-        self._sample()
+        try:
+            self._sample()
+        except OSError:
+            pass
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if self._statm is not None:
-            os.close(self._statm)
-            self._statm = None
-        marker_path(self.run_dir, self.job_id).unlink(missing_ok=True)
+        marker_path(self.run_dir, self.job_id, "mem").unlink(missing_ok=True)

@@ -163,6 +163,16 @@ WARDEN_SYNC_WAIT_MARGIN_S = env_int("WARDEN_SYNC_WAIT_MARGIN_S", 10)
 WARDEN_SYNC_ON_WORKER_START = env_bool("WARDEN_SYNC_ON_WORKER_START", True)
 WARDEN_MEMORY_POLL_S = float(os.environ.get("WARDEN_MEMORY_POLL_S", "0.002"))
 WARDEN_RUN_DIR = Path(os.environ.get("WARDEN_RUN_DIR", VAR_DIR / "run"))
+# How a job's process tree is contained: auto (cgroups when writable, else tree), cgroup, tree.
+WARDEN_CONTAINMENT = os.environ.get("WARDEN_CONTAINMENT", "auto")
+# Processes one job may have at once (cgroup mode; 0 = no limit): a fork bomb stops there.
+WARDEN_JOB_MAX_PIDS = env_int("WARDEN_JOB_MAX_PIDS", 256)
+# The last this many KB of a job's stdout/stderr are kept on the Job (admin only).
+WARDEN_JOB_OUTPUT_KB = env_int("WARDEN_JOB_OUTPUT_KB", 64)
+# A result whose JSON is larger fails with OutputValidationError before it is stored.
+WARDEN_MAX_RESULT_MB = float(os.environ.get("WARDEN_MAX_RESULT_MB", "16"))
+# Time a worker child may spend loading a plugin on first use; not counted against job limits.
+WARDEN_LOAD_TIMEOUT_S = float(os.environ.get("WARDEN_LOAD_TIMEOUT_S", str(WARDEN_PROBE_TIMEOUT_S)))
 
 # Request bodies: a base64 image is a third larger than the file it carries.
 DATA_UPLOAD_MAX_MEMORY_SIZE = WARDEN_MAX_UPLOAD_MB * 1024 * 1024 * 4 // 3 + 64 * 1024

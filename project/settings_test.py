@@ -18,6 +18,8 @@ os.environ.setdefault("WARDEN_SYNC_ON_WORKER_START", "0")
 os.environ.setdefault("WARDEN_PROBE_TIMEOUT_S", "10")
 os.environ.setdefault("WARDEN_PROBE_MEMORY_MB", "400")
 os.environ.setdefault("WARDEN_PLUGIN_DIRS", "plugin_packages")
+os.environ.setdefault("WARDEN_JOB_MAX_PIDS", "64")
+os.environ.setdefault("WARDEN_LOAD_TIMEOUT_S", "5")
 
 from .settings import *  # noqa: E402, F403
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Body of `make test`: lint with ruff (a lint failure fails the run), then pytest with the
-# arguments given (`scripts/test.sh -k bootstrap -x`); with no arguments, the Django tests run a
-# second time on a throw-away PostgreSQL cluster (scripts/postgres.sh). The suite starts its own
+# arguments given (`scripts/test.sh -k bootstrap -x`); with no arguments, the process-tree tests
+# run again with the portable containment and the Django tests a second time on a throw-away
+# PostgreSQL cluster (scripts/postgres.sh). The suite starts its own
 # Redis, worker and gunicorn; this script only tells it which redis-server binary to use
 # (WARDEN_REDIS_SERVER).
 set -euo pipefail
@@ -22,6 +23,15 @@ fi
 
 status=0
 "$PY" -m pytest "$@" || status=$?
+
+# The process-tree tests again with the portable containment (no cgroups), which is what a
+# deployment without root or cgroup delegation gets; the first pass used cgroups where writable.
+if [[ $# -eq 0 ]]; then
+    echo "test.sh: containment pass: WARDEN_CONTAINMENT=tree (process-tree fallback)" >&2
+    WARDEN_CONTAINMENT=tree "$PY" -m pytest \
+        tests/execution_app/test_containment_live.py tests/execution_app/test_faults_live.py \
+        || status=$?
+fi
 
 # A second pass of the Django tests on PostgreSQL (the DATABASE_URL path for several worker
 # hosts), unless pytest arguments were given or WARDEN_TEST_POSTGRES=0. Skipped with a notice

@@ -143,30 +143,58 @@ def test_it_rejects_bad_output(live, auth_client, tool, message):
 
 
 def test_it_interrupts_a_tool_at_the_soft_limit(live, auth_client):
-    response = analyze(auth_client, "sleep", {"seconds": 30}, timeout_s=1)
+    response = analyze(auth_client, "sleep", {"seconds": 30})
 
     error = error_of(response)
     assert response.status_code == 400
     assert error["type"] == "TimeoutError"
-    assert error["details"] == {"limit_s": 1.0, "kind": "soft"}
-    assert error["message"] == "Tool 'sleep' of plugin 'faulty' exceeded its 1 s time limit"
+    assert error["details"] == {"limit_s": 2.0, "kind": "soft", "client_limit": False}
+    assert error["message"] == "Tool 'sleep' of plugin 'faulty' exceeded its 2 s time limit"
     job = Job.objects.get(pk=error["job_id"])
-    assert 500 <= job.execution_time_ms < 2500  # the limit counts from task start
-    assert health(auth_client)["state"] == "FAILED"
+    assert 2000 <= job.execution_time_ms < 2500  # the limit counts from the tool's start
+    record = health(auth_client)
+    assert (record["state"], record["error_count"]) == ("FAILED", 1)
     assert_serving(auth_client)
+
+
+def test_it_interrupts_a_tool_at_a_client_limit_without_blaming_the_plugin(live, auth_client):
+    response = analyze(auth_client, "sleep", {"seconds": 30}, timeout_s=0.5)
+
+    error = error_of(response)
+    assert error["type"] == "TimeoutError"
+    assert error["details"] == {"limit_s": 0.5, "kind": "soft", "client_limit": True}
+    assert error["message"] == (
+        "Tool 'sleep' of plugin 'faulty' exceeded its 0.5 s time limit "
+        "(a limit lowered by the request's timeout_s)"
+    )
+    record = health(auth_client)
+    assert (record["state"], record["error_count"], record["consecutive_failures"]) == (
+        "INITIALIZED",
+        0,
+        0,
+    )
 
 
 @pytest.mark.parametrize("tool", ["spin_native", "ignore_soft"])
 def test_it_kills_a_tool_stuck_past_the_hard_limit(live, auth_client, tool):
-    response = analyze(auth_client, tool, {"seconds": 30}, timeout_s=1)
+    response = analyze(auth_client, tool, {"seconds": 30})
 
     error = error_of(response)
     assert response.status_code == 400
     assert error["type"] == "TimeoutError"
-    assert error["details"] == {"limit_s": 1.0, "hard_limit_s": 3.0, "kind": "hard"}
+    assert error["details"] == {
+        "limit_s": 2.0,
+        "hard_limit_s": 4.0,
+        "kind": "hard",
+        "client_limit": False,
+    }
+    assert error["message"] == (
+        f"Tool '{tool}' of plugin 'faulty' exceeded its 2 s time limit and did not stop; its "
+        "worker process was killed at the 4 s hard limit"
+    )
     job = Job.objects.get(pk=error["job_id"])
     assert job.status == "FAILED"
-    assert (job.finished_at - job.started_at).total_seconds() < 3.0 + 1.0
+    assert 4.0 <= (job.finished_at - job.started_at).total_seconds() < 4.0 + 1.5
     record = health(auth_client)
     assert (record["state"], record["error_count"]) == ("FAILED", 1)
     assert_serving(auth_client)
@@ -179,9 +207,32 @@ def test_it_stops_a_tool_that_allocates_past_its_memory_limit(live, auth_client)
     assert response.status_code == 400
     assert error["type"] == "MemoryLimitExceeded"
     assert error["details"]["limit_mb"] == 200
-    assert 200 <= error["details"]["peak_mb"] <= 220
+    # Fast 8 MB allocations: the watchdog usually wins; on a loaded machine a backstop may (the
+    # job cgroup's kernel limit or RLIMIT_AS, both at 110 %). Either way within 10 %.
+    assert error["details"]["kind"] in ("rss", "oom", "address-space")
     job = Job.objects.get(pk=error["job_id"])
-    assert job.peak_memory_mb is not None and job.peak_memory_mb <= 220
+    assert job.peak_memory_mb is None or job.peak_memory_mb <= 220
+    assert health(auth_client)["state"] == "FAILED"
+    assert_serving(auth_client)
+
+
+def test_it_stops_a_slowly_growing_tool_with_the_watchdog(live, auth_client):
+    response = analyze(auth_client, "alloc_slowly")
+
+    error = error_of(response)
+    assert error["type"] == "MemoryLimitExceeded"
+    assert error["details"]["kind"] == "rss"
+    assert 200 <= error["details"]["peak_mb"] <= 210
+    assert Job.objects.get(pk=error["job_id"]).peak_memory_mb == error["details"]["peak_mb"]
+    assert_serving(auth_client)
+
+
+def test_it_stops_one_huge_allocation_with_the_address_space_backstop(live, auth_client):
+    response = analyze(auth_client, "alloc_at_once", {"mb": 600})
+
+    error = error_of(response)
+    assert error["type"] == "MemoryLimitExceeded"
+    assert error["details"]["kind"] == "address-space"
     assert health(auth_client)["state"] == "FAILED"
     assert_serving(auth_client)
 

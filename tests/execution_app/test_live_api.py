@@ -178,7 +178,7 @@ def test_it_routes_gpu_plugins_and_reaps_jobs_of_a_killed_worker(gpu_plugin, aut
         settings.WARDEN_REAPER_GRACE_S = 0
         from execution_app.tasks import reap_jobs
 
-        wait_until(lambda: reap_jobs()["running"] == 1, 10, "the reaper to fail the job")
+        wait_until(lambda: reap_jobs()["running"] == 1, 20, "the reaper to fail the job")
         job.refresh_from_db()
         assert (job.status, job.error_type) == ("FAILED", "ServiceUnavailable")
         assert job.error["error"]["details"]["reaped"] is True

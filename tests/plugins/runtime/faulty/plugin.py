@@ -65,6 +65,17 @@ class Plugin:
         while True:
             hoard.append(b"x" * (8 * 2**20))
 
+    def tool_alloc_slowly(self, args):
+        # 4 MB every 10 ms: slow enough that the watchdog, not a backstop, stops it.
+        hoard = []
+        while True:
+            hoard.append(b"x" * (4 * 2**20))
+            time.sleep(0.01)
+
+    def tool_alloc_at_once(self, args):
+        # One allocation far past the limit, in C with the GIL held: only a backstop can stop it.
+        return {"size": len(bytearray(args.get("mb", 600) * 2**20))}
+
     def tool_segfault(self, args):
         ctypes.string_at(0)
 

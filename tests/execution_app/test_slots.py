@@ -1,0 +1,110 @@
+"""Stopping a job never kills a process that has moved on to another job (slots.slot_stop), with
+real processes racing a real killer."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+from execution_app.slots import RunningSlot, _slot_pid, marker_read, slot_stop, slots_running
+
+ITERATIONS = 150
+
+
+def _child(run_dir: Path, first_s: float, started_b: Path) -> None:
+    """A worker child: job A for `first_s`, then at once job B (noted in `started_b`)."""
+    try:
+        with RunningSlot(run_dir, "A", {"hard_deadline": 0}):
+            time.sleep(first_s)
+        with RunningSlot(run_dir, "B", {}):
+            started_b.write_text("B")
+            time.sleep(0.01)
+    finally:
+        os._exit(0)
+
+
+def _naive_stop(run_dir: Path, job_id: str, kill) -> bool:
+    """The unsafe way: check that the child holds the job, then kill it (no gate)."""
+    try:
+        fd = os.open(run_dir / "jobs" / f"{job_id}.run", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        kill(_slot_pid(fd))
+        return True
+    finally:
+        os.close(fd)
+
+
+def _race(tmp_path: Path, stop) -> tuple[int, int]:
+    """Run the race ITERATIONS times; return (kills, kills that hit job B)."""
+    rng = random.Random(11)
+    kills = wrong = 0
+    for i in range(ITERATIONS):
+        run_dir = tmp_path / f"run{i}"
+        (run_dir / "jobs").mkdir(parents=True)
+        started_b = run_dir / "started-b"
+        first_s = rng.uniform(0.0, 0.004)
+        pid = os.fork()
+        if pid == 0:
+            _child(run_dir, first_s, started_b)
+        time.sleep(rng.uniform(0.0, 0.004))
+
+        def kill(child: int) -> None:
+            time.sleep(rng.uniform(0.0, 0.003))  # the killer is descheduled between check and kill
+            os.kill(child, signal.SIGKILL)
+
+        killed = stop(run_dir, "A", kill)
+        _, status = os.waitpid(pid, 0)
+        if killed:
+            kills += 1
+            wrong += started_b.exists()
+        else:
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    return kills, wrong
+
+
+def test_it_never_kills_a_child_that_moved_on_to_another_job(tmp_path):
+    def stop(run_dir, job_id, kill):
+        return slot_stop(run_dir, job_id, marker={"cause": "cancel"}, kill=kill)
+
+    kills, wrong = _race(tmp_path, stop)
+
+    assert kills > 0  # the race was really run: some stops found the child still in job A
+    assert wrong == 0
+
+
+def test_it_shows_the_race_the_gate_prevents(tmp_path):
+    # Control: without the gate, the same race kills the child while it runs job B.
+    _, wrong = _race(tmp_path, _naive_stop)
+
+    assert wrong > 0
+
+
+def test_it_kills_only_a_child_it_owns_and_leaves_a_marker(tmp_path):
+    killed: list[int] = []
+    with RunningSlot(tmp_path, "J", {"hard_deadline": 12.5}):
+        assert dict(slots_running(tmp_path)) == {"J": {"pid": os.getpid(), "hard_deadline": 12.5}}
+        # This process holds the slot through another open file: a killer sees it held.
+        not_mine = slot_stop(
+            tmp_path, "J", marker={"cause": "hard"}, kill=killed.append, owns=lambda p: False
+        )
+        assert (not_mine, killed, marker_read(tmp_path, "J")) == (False, [], None)
+
+        mine = slot_stop(tmp_path, "J", marker={"cause": "hard"}, kill=killed.append)
+
+        assert (mine, killed, marker_read(tmp_path, "J")) == (
+            True,
+            [os.getpid()],
+            {"cause": "hard"},
+        )
+    assert slot_stop(tmp_path, "J", marker={"cause": "cancel"}, kill=killed.append) is False
+    assert killed == [os.getpid()]
+    assert list(slots_running(tmp_path)) == []
