@@ -45,8 +45,9 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "envelope_pretty",
         "result_pretty",
         "traceback_pretty",
+        "output_pretty",
     ]
-    exclude = ["error", "result", "traceback"]
+    exclude = ["error", "result", "traceback", "output"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -66,6 +67,10 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="Traceback (never sent to API clients)")
     def traceback_pretty(self, obj: Job) -> str:
         return format_html("<pre>{}</pre>", obj.traceback) if obj.traceback else "-"
+
+    @admin.display(description="Output (stdout/stderr tail, never sent to API clients)")
+    def output_pretty(self, obj: Job) -> str:
+        return format_html("<pre>{}</pre>", obj.output) if obj.output else "-"
 
     @admin.action(description="Cancel selected jobs")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:

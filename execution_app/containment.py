@@ -40,6 +40,7 @@ CGROUP_V1_ROOT = Path("/sys/fs/cgroup")
 BACKSTOP_FACTOR = 1.10
 KILL_WAIT_S = 2.0
 JOB_PREFIX = "job-"
+PROBE_MODULE = b"plugins_app.probe_child"
 WORKER_PREFIX = "warden-"
 
 
@@ -147,18 +148,34 @@ def reap_zombie_children() -> None:
     reap(p for p in children_of(os.getpid()) if is_zombie(p))
 
 
-def kill_descendants(pid: int, *, keep: Callable[[int], bool] = lambda _pid: False) -> int:
+def reap_killed(pids: Iterable[int], timeout_s: float = KILL_WAIT_S) -> None:
+    """Wait (bounded) until every killed pid is gone: reaped here when it is (or becomes, once its
+    own parent died) this process's child, or reaped by someone else."""
+    pending = set(pids)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for pid in list(pending):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = 0 if os.path.exists(f"/proc/{pid}") else pid
+            if done:
+                pending.discard(pid)
+        if pending:
+            time.sleep(0.001)
+
+
+def kill_descendants(pid: int, *, keep: Callable[[int], bool] = lambda _pid: False) -> set[int]:
     """SIGKILL every descendant of `pid` (except those `keep` spares), repeating until none is left
-    alive (a process may fork while the tree is being killed). Returns how many were killed."""
-    killed = 0
+    alive (a process may fork while the tree is being killed). Returns the pids killed."""
+    killed: set[int] = set()
     deadline = time.monotonic() + KILL_WAIT_S
     while True:
         alive = [p for p in descendants_of(pid) if not keep(p) and not is_zombie(p)]
         if not alive or time.monotonic() > deadline:
             return killed
-        killed += kill_pids(alive)
-        if pid == os.getpid():
-            reap(alive)
+        kill_pids(alive)
+        killed.update(alive)
 
 
 # --- cgroups -----------------------------------------------------------------------------------
@@ -167,6 +184,14 @@ def kill_descendants(pid: int, *, keep: Callable[[int], bool] = lambda _pid: Fal
 def _write(path: Path, value: str) -> None:
     with open(path, "w") as handle:
         handle.write(value)
+
+
+def _write_optional(path: Path, value: str) -> None:
+    """Write a cgroup setting the kernel may not offer (no swap accounting, no pids controller)."""
+    try:
+        _write(path, value)
+    except OSError as exc:
+        logger.debug("cgroup setting %s unavailable: %s", path, exc)
 
 
 def _read(path: Path) -> str:
@@ -381,7 +406,7 @@ def cgroup_oom_kills(layout: CgroupLayout, dirs: dict[str, Path]) -> int:
     return 0
 
 
-def cgroup_kill(layout: CgroupLayout, dirs: dict[str, Path], *, spare: int | None) -> None:
+def cgroup_kill(layout: CgroupLayout, dirs: dict[str, Path], *, spare: int | None) -> set[int]:
     """SIGKILL every process of the job's cgroups except `spare`, and wait until they are gone.
 
     With cgroup v2 `cgroup.kill` does it atomically; with v1 the freezer (when present) stops
@@ -402,18 +427,21 @@ def cgroup_kill(layout: CgroupLayout, dirs: dict[str, Path], *, spare: int | Non
         except OSError:
             pass
     deadline = time.monotonic() + KILL_WAIT_S
+    killed: set[int] = set()
     try:
         while True:
             members = [p for p in _procs(main) if p != spare]
             if freezer is not None:
                 members += [p for p in _procs(freezer) if p != spare and p not in members]
             if not members or time.monotonic() > deadline:
-                return
+                return killed
             kill_pids(members)
+            killed.update(members)
             if frozen:
                 _write(freezer / "freezer.state", "THAWED")  # type: ignore[operator]
                 frozen = False
-            reap(members)
+            # No reaping here: in the main process a member may be a pool child, whose exit
+            # status belongs to the pool. The worker child reaps its own (reap_killed).
             time.sleep(0.002)
     finally:
         if frozen:
@@ -488,30 +516,36 @@ class CgroupJobTree(JobTree):
         self._joined = False
 
     def __enter__(self) -> CgroupJobTree:
+        try:
+            self._create_and_join()
+        except BaseException:
+            self.close()  # leave and remove what was created
+            raise
+        return self
+
+    def _create_and_join(self) -> None:
         memory = self.dirs[self.layout.memory]
         for path in self.dirs.values():
             path.mkdir(exist_ok=True)
         backstop = str(int(self.limit_mb * MB * BACKSTOP_FACTOR))
         if self.layout.version == 1:
             _write(memory / "memory.limit_in_bytes", backstop)
-            try:  # without swap accounting there is no memsw file; with it, no swapping past it
-                _write(memory / "memory.memsw.limit_in_bytes", backstop)
-            except OSError:
-                pass
+            # With swap accounting, no swapping past the limit either.
+            _write_optional(memory / "memory.memsw.limit_in_bytes", backstop)
             usage = memory / "memory.usage_in_bytes"
+            pids_dir = self.dirs.get("pids")
         else:
             _write(memory / "memory.max", backstop)
-            _write(memory / "memory.swap.max", "0")
+            _write_optional(memory / "memory.swap.max", "0")
             usage = memory / "memory.current"
-        pids_dir = self.dirs.get("pids", memory if self.layout.version == 2 else None)
+            pids_dir = memory
         if self.max_pids and pids_dir is not None:
-            _write(pids_dir / "pids.max", str(self.max_pids))
+            _write_optional(pids_dir / "pids.max", str(self.max_pids))
         me = str(os.getpid())
         for path in self.dirs.values():
             _write(path / "cgroup.procs", me)
-        self._joined = True
+            self._joined = True
         self._usage_fd = os.open(usage, os.O_RDONLY)
-        return self
 
     def memory_bytes(self) -> int:
         if self._usage_fd is None:
@@ -550,9 +584,10 @@ class CgroupJobTree(JobTree):
                     logger.warning("could not leave job cgroup %s: %s", self.dirs[key], exc)
             self._joined = False
         self._oom = cgroup_oom_kills(self.layout, self.dirs)
-        cgroup_kill(self.layout, self.dirs, spare=None)
+        killed = cgroup_kill(self.layout, self.dirs, spare=None)
         for path in self.dirs.values():
             _rmdir_quiet(path)
+        reap_killed(killed)
         reap_zombie_children()
 
 
@@ -609,7 +644,10 @@ class ProcessJobTree(JobTree):
             os.close(self._statm)
             self._statm = None
         before = {pid for pid, _ in self._before}
-        kill_descendants(self.pid, keep=lambda p: p in before and self._key(p) in self._before)
+        killed = kill_descendants(
+            self.pid, keep=lambda p: p in before and self._key(p) in self._before
+        )
+        reap_killed(killed)
         reap_zombie_children()
 
 
@@ -660,9 +698,11 @@ class OrphanSweeper:
             started = process_start_ticks(pid)
             if started is None or now - started < self.min_age_ticks:
                 continue
+            if PROBE_MODULE in _cmdline(pid):
+                continue  # a plugin probe of this process's own sync, not an orphan
             kill_descendants(pid)
             killed += kill_pids([pid])
-            reap([pid])
+            reap_killed([pid], timeout_s=0.2)
         return killed
 
     def _run(self) -> None:

@@ -106,6 +106,8 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
             logger.exception("plugin sync at worker start failed")
         finally:
             connections.close_all()
+    if _supervisor is not None:
+        _supervisor.sweeping = True
     queues = [q.name for q in sender.app.amqp.queues.consume_from.values()] if sender else []
     hostname = getattr(sender, "hostname", None) or os.uname().nodename
     _heartbeat = Heartbeat(hostname, queues or ["cpu"])

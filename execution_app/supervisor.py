@@ -43,6 +43,9 @@ class Supervisor:
         self.pool_pids = pool_pids
         self.tick_s = tick_s
         self.sweeper = OrphanSweeper(pool_pids)
+        # Off until the worker's own start-up work (plugin sync, which starts probe processes)
+        # is done: until then its children are not all pool children or orphans.
+        self.sweeping = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="warden-supervisor", daemon=True)
 
@@ -91,7 +94,7 @@ class Supervisor:
             ticks += 1
             try:
                 self.check_deadlines()
-                if ticks % SWEEP_EVERY == 0:
+                if self.sweeping and ticks % SWEEP_EVERY == 0:
                     self.sweeper.sweep()
             except Exception:
                 logger.exception("worker supervision failed")

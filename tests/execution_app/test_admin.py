@@ -38,6 +38,7 @@ def jobs(sync_plugins):
         error=WardenError("PluginError", "Tool 'raise' of plugin 'faulty' raised ValueError: boom"),
         traceback="Traceback (most recent call last):\nValueError: boom",
         execution_ms=12.5,
+        output="loading <model>\nstill going",
     )
     return pending, failed
 
@@ -62,6 +63,7 @@ def test_it_shows_the_envelope_and_traceback_on_the_detail_page(admin_client, jo
 
     assert "Tool &#x27;raise&#x27; of plugin &#x27;faulty&#x27; raised ValueError: boom" in page
     assert "Traceback (most recent call last):" in page
+    assert "loading &lt;model&gt;\nstill going" in page  # the captured output, escaped
 
 
 def test_it_cancels_selected_jobs_from_the_admin(admin_client, jobs):

