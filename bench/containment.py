@@ -100,7 +100,9 @@ def measure(mode: str, runs: int) -> None:
                 details = job.error["error"]["details"]
                 kinds.add(details["kind"])
                 measured = details.get("measured", "")
-                peaks.append(details["peak_mb"] if details["peak_mb"] is not None else LIMIT_MB * 1.1)
+                peaks.append(
+                    details["peak_mb"] if details["peak_mb"] is not None else LIMIT_MB * 1.1
+                )
             rows.append((label, peaks, kinds, measured))
         print(f"\n# Memory limit {LIMIT_MB} MB, containment {measured} ({runs} runs each)")
         for label, peaks, kinds, _ in rows:

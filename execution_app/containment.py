@@ -3,11 +3,14 @@
 Two mechanisms, chosen once per worker (`WARDEN_CONTAINMENT`: auto, cgroup, tree):
 
 - **cgroup** (v1 `memory`, `pids`, `freezer` hierarchies, or a delegated cgroup v2 subtree; needs
-  write access, i.e. root or delegation): for the run of each tool the worker child joins a fresh
-  cgroup, and every process it starts, at any depth and however it daemonises, is born inside it.
-  Memory is the cgroup's own charge (copy-on-write pages of a fork are not counted twice), a kernel
-  limit at 110 % of `memory_mb` backstops the watchdog, and ending the job freezes the group,
-  SIGKILLs every member and removes it.
+  write access, i.e. root or delegation): each worker child lives in a cgroup of its own (its
+  *slot*, created when the child starts), so every process it starts, at any depth and however it
+  daemonises, is born inside. A job is what joined the slot during the run of its tool. Memory is
+  the slot's charge growth over the run (copy-on-write pages of a fork count once), with a kernel
+  limit at 110 % of `memory_mb` set for the run as a backstop; ending the job SIGKILLs the
+  processes that appeared during it. When the child itself is killed, the main process freezes the
+  slot, kills every member and removes it. Reusing the slot keeps the per-job cost at a few reads
+  and writes of cgroup files.
 - **tree** (portable, no privileges): the worker's main process and each worker child are child
   subreapers (`PR_SET_CHILD_SUBREAPER`), so an orphan is re-parented to the job's worker child (or,
   when that died, to the main process) instead of init, and stays findable. Memory is the child's
@@ -28,18 +31,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 MB = 2**20
 PR_SET_CHILD_SUBREAPER = 36
 PAGE = os.sysconf("SC_PAGE_SIZE")
-CGROUP_V1_ROOT = Path("/sys/fs/cgroup")
 BACKSTOP_FACTOR = 1.10
 KILL_WAIT_S = 2.0
-JOB_PREFIX = "job-"
+SLOT_PREFIX = "slot-"
 PROBE_MODULE = b"plugins_app.probe_child"
 WORKER_PREFIX = "warden-"
 
@@ -181,12 +183,15 @@ def kill_descendants(pid: int, *, keep: Callable[[int], bool] = lambda _pid: Fal
 # --- cgroups -----------------------------------------------------------------------------------
 
 
-def _write(path: Path, value: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(value)
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
 
 
-def _write_optional(path: Path, value: str) -> None:
+def _write_optional(path: str, value: str) -> None:
     """Write a cgroup setting the kernel may not offer (no swap accounting, no pids controller)."""
     try:
         _write(path, value)
@@ -194,120 +199,259 @@ def _write_optional(path: Path, value: str) -> None:
         logger.debug("cgroup setting %s unavailable: %s", path, exc)
 
 
-def _read(path: Path) -> str:
-    with open(path) as handle:
-        return handle.read()
-
-
-def _procs(path: Path) -> list[int]:
+def _read(path: str) -> str:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        return [int(p) for p in _read(path / "cgroup.procs").split()]
+        return os.read(fd, 65536).decode()
+    finally:
+        os.close(fd)
+
+
+def _procs(path: str) -> list[int]:
+    try:
+        return [int(p) for p in _read(f"{path}/cgroup.procs").split()]
     except (OSError, ValueError):
         return []
+
+
+def _stat_value(text: str, keys: set[str]) -> int:
+    total = 0
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key in keys:
+            total += int(value)
+    return total
 
 
 def _own_cgroups() -> dict[str, str]:
     """Map each v1 controller (and "" for the v2 unified hierarchy) to this process's path."""
     paths: dict[str, str] = {}
-    for line in _read(Path("/proc/self/cgroup")).splitlines():
+    for line in _read("/proc/self/cgroup").splitlines():
         _, controllers, path = line.split(":", 2)
         for name in controllers.split(",") if controllers else [""]:
             paths[name] = path
     return paths
 
 
-def _v1_mounts() -> dict[str, Path]:
+def _v1_mounts() -> dict[str, str]:
     """Map each v1 controller to the mount point of its hierarchy."""
-    mounts: dict[str, Path] = {}
-    for line in _read(Path("/proc/self/mounts")).splitlines():
+    mounts: dict[str, str] = {}
+    for line in _read("/proc/self/mounts").splitlines():
         parts = line.split()
         if len(parts) >= 4 and parts[2] == "cgroup":
             for option in parts[3].split(","):
-                mounts.setdefault(option, Path(parts[1]))
+                mounts.setdefault(option, parts[1])
     return mounts
 
 
 @dataclass
 class CgroupLayout:
-    """Where a worker keeps its jobs' cgroups: per controller, its home and its jobs' parent."""
+    """Where a worker keeps its children's slots: per hierarchy, its own cgroup and their parent."""
 
     version: int
-    homes: dict[str, Path]  # the worker's own cgroup per hierarchy (processes move back here)
-    bases: dict[str, Path]  # the parent of this worker's job cgroups per hierarchy
+    homes: dict[str, str]  # the worker's own cgroup per hierarchy
+    bases: dict[str, str]  # <home>/warden-<main pid>: the parent of its children's slots
     memory: str  # the key of the hierarchy that accounts memory
 
-    def job_dirs(self, job_id: str) -> dict[str, Path]:
-        """The cgroup directories of `job_id`, per hierarchy."""
-        return {key: base / f"{JOB_PREFIX}{job_id}" for key, base in self.bases.items()}
+    def slot_dirs(self, child_pid: int) -> dict[str, str]:
+        """The cgroup directories of worker child `child_pid`'s slot, per hierarchy."""
+        return {key: f"{base}/{SLOT_PREFIX}{child_pid}" for key, base in self.bases.items()}
+
+    @property
+    def memory_files(self) -> tuple[str, str, str, str, set[str]]:
+        """File names of (usage, limit, OOM events, unlimited value, anonymous stat keys)."""
+        if self.version == 1:
+            return (
+                "memory.usage_in_bytes",
+                "memory.limit_in_bytes",
+                "memory.oom_control",
+                "-1",
+                {"rss", "shmem"},
+            )
+        return ("memory.current", "memory.max", "memory.events", "max", {"anon", "shmem"})
 
 
 def _cgroup_v1(worker_tag: str) -> CgroupLayout | None:
     mounts, own = _v1_mounts(), _own_cgroups()
     if "memory" not in mounts or "memory" not in own:
         return None
-    homes: dict[str, Path] = {
-        ctl: mounts[ctl] / own[ctl].lstrip("/")
+    homes: dict[str, str] = {
+        ctl: os.path.join(mounts[ctl], own[ctl].lstrip("/")).rstrip("/")
         for ctl in ("memory", "pids", "freezer")
         if ctl in mounts and ctl in own
     }
-    bases: dict[str, Path] = {ctl: home / worker_tag for ctl, home in homes.items()}
+    bases: dict[str, str] = {ctl: f"{home}/{worker_tag}" for ctl, home in homes.items()}
     for base in bases.values():
-        base.mkdir(exist_ok=True)
+        os.makedirs(base, exist_ok=True)
     return CgroupLayout(1, homes, bases, "memory")
 
 
 def _cgroup_v2(worker_tag: str) -> CgroupLayout | None:
-    """A delegated v2 subtree: the worker moves into `<own>/worker`, jobs go to `<own>/<tag>/`.
+    """A delegated v2 subtree: the worker moves into `<own>/worker`, slots go to `<own>/<tag>/`.
 
-    The "no internal processes" rule needs both the worker and the jobs in leaves below a
+    The "no internal processes" rule needs both the worker and the slots in leaves below a
     cgroup whose subtree_control enables memory and pids.
     """
-    root = Path("/sys/fs/cgroup")
-    if not (root / "cgroup.controllers").exists():
+    root = "/sys/fs/cgroup"
+    if not os.path.exists(f"{root}/cgroup.controllers"):
         return None
-    own = root / _own_cgroups().get("", "/").lstrip("/")
-    if "memory" not in _read(own / "cgroup.controllers").split():
+    own = os.path.join(root, _own_cgroups().get("", "/").lstrip("/")).rstrip("/")
+    if "memory" not in _read(f"{own}/cgroup.controllers").split():
         return None
-    home = own / "worker" if own.name != "worker" else own
-    parent = home.parent
-    home.mkdir(exist_ok=True)
-    _write(home / "cgroup.procs", str(os.getpid()))
-    _write(parent / "cgroup.subtree_control", "+memory +pids")
-    base = parent / worker_tag
-    base.mkdir(exist_ok=True)
-    _write(base / "cgroup.subtree_control", "+memory +pids")
+    home = own if os.path.basename(own) == "worker" else f"{own}/worker"
+    parent = os.path.dirname(home)
+    os.makedirs(home, exist_ok=True)
+    _write(f"{home}/cgroup.procs", str(os.getpid()))
+    _write(f"{parent}/cgroup.subtree_control", "+memory +pids")
+    base = f"{parent}/{worker_tag}"
+    os.makedirs(base, exist_ok=True)
+    _write(f"{base}/cgroup.subtree_control", "+memory +pids")
     return CgroupLayout(2, {"": home}, {"": base}, "")
 
 
-def _remove_tree(path: Path) -> None:
-    """Kill every process under cgroup `path` and remove it with its sub-cgroups."""
-    if not path.is_dir():
-        return
-    for child in sorted(path.iterdir()):
-        if child.is_dir():
-            _remove_tree(child)
-    kill_pids(_procs(path))
+def cgroup_kill(layout: CgroupLayout, dirs: dict[str, str]) -> set[int]:
+    """SIGKILL every process of a slot (the main process, when its child is stopped or dead) and
+    wait until they are gone; return the pids killed.
+
+    With cgroup v2 `cgroup.kill` does it atomically; with v1 the freezer (when present) stops
+    every member first, so none can fork while the group is being killed.
+    """
+    main = dirs[layout.memory]
+    freezer = dirs.get("freezer")
+
+    def members() -> list[int]:
+        found = _procs(main)
+        if freezer is not None:
+            found += [p for p in _procs(freezer) if p not in found]
+        return found
+
+    killed: set[int] = set()
+    alive = members()
+    if not alive:
+        return killed
+    if layout.version == 2:
+        _write_optional(f"{main}/cgroup.kill", "1")
+    frozen = False
+    if freezer is not None:
+        try:
+            _write(f"{freezer}/freezer.state", "FROZEN")
+            frozen = True
+            alive = members()  # what was forked before the freeze took hold
+        except OSError:
+            pass
+    deadline = time.monotonic() + KILL_WAIT_S
+    try:
+        while alive and time.monotonic() < deadline:
+            kill_pids(alive)
+            killed.update(alive)
+            if frozen:
+                _write(f"{freezer}/freezer.state", "THAWED")
+                frozen = False
+            # No reaping here: in the main process a member may be a pool child, whose exit
+            # status belongs to the pool; orphans are reaped by the sweeper.
+            time.sleep(0.001)
+            alive = members()
+        return killed
+    finally:
+        if frozen:
+            _write_optional(f"{freezer}/freezer.state", "THAWED")
+
+
+def _rmdir_quiet(path: str) -> None:
     deadline = time.monotonic() + KILL_WAIT_S
     while True:
         try:
-            path.rmdir()
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
             return
         except OSError as exc:
             if exc.errno != errno.EBUSY or time.monotonic() > deadline:
                 logger.warning("could not remove cgroup %s: %s", path, exc)
                 return
-            kill_pids(_procs(path))
-            time.sleep(0.01)
+            time.sleep(0.005)
+
+
+def _remove_tree(path: str) -> None:
+    """Kill every process under cgroup `path` and remove it with its sub-cgroups."""
+    if not os.path.isdir(path):
+        return
+    for entry in sorted(os.listdir(path)):
+        if os.path.isdir(f"{path}/{entry}"):
+            _remove_tree(f"{path}/{entry}")
+    kill_pids(_procs(path))
+    _rmdir_quiet(path)
 
 
 def _clean_stale(layout: CgroupLayout) -> None:
-    """Remove the job cgroups of workers on this host that died without cleaning up."""
+    """Remove the slots of workers on this host that died without cleaning up."""
     for base in layout.bases.values():
-        for other in base.parent.glob(f"{WORKER_PREFIX}*"):
-            pid = other.name.rsplit("-", 1)[-1]
-            if other != base and pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                logger.info("removing stale job cgroups of a dead worker: %s", other)
-                _remove_tree(other)
+        parent = os.path.dirname(base)
+        for entry in os.listdir(parent):
+            pid = entry[len(WORKER_PREFIX) :]
+            if (
+                entry.startswith(WORKER_PREFIX)
+                and pid.isdigit()
+                and f"{parent}/{entry}" != base
+                and not os.path.exists(f"/proc/{pid}")
+            ):
+                logger.info("removing stale cgroups of a dead worker: %s/%s", parent, entry)
+                _remove_tree(f"{parent}/{entry}")
+
+
+class CgroupSlot:
+    """A worker child's own cgroups (worker child side), joined once when the child starts."""
+
+    def __init__(self, layout: CgroupLayout, max_pids: int) -> None:
+        self.layout = layout
+        self.pid = os.getpid()
+        self.dirs = layout.slot_dirs(self.pid)
+        self.memory = self.dirs[layout.memory]
+        usage, self._limit, self._events, self._unlimited, self._anon_keys = layout.memory_files
+        for path in self.dirs.values():
+            if os.path.isdir(path):  # a dead child with this pid left it: clear it out
+                cgroup_kill(layout, {layout.memory: path})
+            os.makedirs(path, exist_ok=True)
+        self._memsw = layout.version == 1 and os.path.exists(
+            f"{self.memory}/memory.memsw.limit_in_bytes"
+        )
+        pids = self.dirs.get("pids", self.memory if layout.version == 2 else None)
+        if max_pids and pids is not None:
+            _write_optional(f"{pids}/pids.max", str(max_pids))
+        me = str(self.pid)
+        for path in self.dirs.values():
+            _write(f"{path}/cgroup.procs", me)
+        self._usage_fd = os.open(f"{self.memory}/{usage}", os.O_RDONLY)
+
+    def usage(self) -> int:
+        """Bytes charged to the slot now."""
+        return int(os.pread(self._usage_fd, 32, 0))
+
+    def anon(self) -> int:
+        """Anonymous and shared memory charged to the slot (no reclaimable page cache)."""
+        return _stat_value(_read(f"{self.memory}/memory.stat"), self._anon_keys)
+
+    def oom_kills(self) -> int:
+        """Processes the kernel OOM-killed inside the slot so far."""
+        return _stat_value(_read(f"{self.memory}/{self._events}"), {"oom_kill"})
+
+    def members(self) -> list[int]:
+        """Every process in the slot (this child included)."""
+        return _procs(self.memory)
+
+    def set_limit(self, limit: int | None) -> None:
+        """Set (or with None lift) the slot's kernel memory limit."""
+        value = str(limit) if limit is not None else self._unlimited
+        path = f"{self.memory}/{self._limit}"
+        memsw = f"{self.memory}/memory.memsw.limit_in_bytes"
+        if not self._memsw:
+            _write(path, value)
+        elif limit is None:  # raise: memsw first, it must stay >= the memory limit
+            _write(memsw, value)
+            _write(path, value)
+        else:
+            _write(path, value)
+            _write(memsw, value)
 
 
 # --- the per-worker containment ----------------------------------------------------------------
@@ -321,42 +465,74 @@ class Containment:
     layout: CgroupLayout | None = None
     why: str = ""
     job_max_pids: int = 0
+    slot: CgroupSlot | None = field(default=None, repr=False)
 
-    @property
-    def uses_cgroups(self) -> bool:
-        """Whether jobs are contained by cgroups (else by process-tree walks)."""
-        return self.layout is not None
+    def child_setup(self) -> None:
+        """In a new worker child: join its own cgroup slot (cgroup mode). On failure this child
+        falls back to tree mode, and says why."""
+        if self.layout is None:
+            return
+        try:
+            self.slot = CgroupSlot(self.layout, self.job_max_pids)
+        except OSError as exc:
+            logger.warning("worker child %d uses tree containment: %s", os.getpid(), exc)
+            self.mode, self.layout, self.why = "tree", None, f"slot set-up failed: {exc}"
 
     def job(self, job_id: str, *, limit_mb: int) -> JobTree:
         """The process tree of `job_id` as the worker child about to run it sees it."""
-        if self.layout is not None:
-            return CgroupJobTree(self.layout, job_id, limit_mb, self.job_max_pids)
+        if self.slot is not None:
+            return CgroupJobTree(self.slot, job_id, limit_mb)
         return ProcessJobTree(job_id)
 
     def kill(self, job_id: str, child_pid: int) -> None:
-        """SIGKILL the worker child `child_pid` and every process of `job_id` (main process side,
+        """SIGKILL the worker child `child_pid` and every process of its job (main process side,
         only once the child is known to be running that job: see slots.slot_stop)."""
-        if self.layout is None:
+        dirs = self.layout.slot_dirs(child_pid) if self.layout is not None else None
+        if self.layout is not None and dirs and os.path.isdir(dirs[self.layout.memory]):
+            cgroup_kill(self.layout, dirs)
+        else:
             kill_descendants(child_pid)
-            kill_pids([child_pid])
-            return
-        cgroup_kill(self.layout, self.layout.job_dirs(job_id), spare=None)
-        kill_pids([child_pid])  # in case it had already left the job's cgroup
+        kill_pids([child_pid])
 
-    def release(self, job_id: str) -> int:
-        """Kill what is left of `job_id` after its worker child died and remove its cgroups (main
-        process side). Returns how many kernel OOM kills the job's cgroup saw. In tree mode the
-        orphans are the sweeper's: they are now this process's children."""
-        if self.layout is None:
+    def release(self, child_pid: int | None, oom_base: int = 0) -> int:
+        """After worker child `child_pid` died: kill what is left in its slot and remove it (main
+        process side). Returns how many kernel OOM kills the slot saw since `oom_base`. In tree
+        mode the orphans are the sweeper's: they are now this process's children."""
+        if self.layout is None or child_pid is None:
             return 0
-        dirs = self.layout.job_dirs(job_id)
-        if not dirs[self.layout.memory].exists():
+        dirs = self.layout.slot_dirs(child_pid)
+        memory = dirs[self.layout.memory]
+        if not os.path.isdir(memory):
             return 0
-        oom = cgroup_oom_kills(self.layout, dirs)
-        cgroup_kill(self.layout, dirs, spare=None)
+        _, _, events, _, _ = self.layout.memory_files
+        try:
+            oom = _stat_value(_read(f"{memory}/{events}"), {"oom_kill"}) - oom_base
+        except OSError:
+            oom = 0
+        cgroup_kill(self.layout, dirs)
         for path in dirs.values():
             _rmdir_quiet(path)
-        return oom
+        return max(0, oom)
+
+    def sweep_slots(self, alive: set[int]) -> None:
+        """Remove the slots of children that died (main process, periodically), killing what
+        they left behind; `alive` are the pool's current children."""
+        if self.layout is None:
+            return
+        base = self.layout.bases[self.layout.memory]
+        try:
+            entries = os.listdir(base)
+        except OSError:
+            return
+        for entry in entries:
+            pid = entry[len(SLOT_PREFIX) :]
+            if (
+                entry.startswith(SLOT_PREFIX)
+                and pid.isdigit()
+                and int(pid) not in alive
+                and (not os.path.exists(f"/proc/{pid}") or is_zombie(int(pid)))
+            ):
+                self.release(int(pid))
 
     def shutdown(self) -> None:
         """Remove this worker's cgroup directories (worker shutdown)."""
@@ -392,80 +568,6 @@ def containment_setup(setting: str, *, job_max_pids: int = 0) -> Containment:
     return Containment("tree", why=why)
 
 
-def cgroup_oom_kills(layout: CgroupLayout, dirs: dict[str, Path]) -> int:
-    """How many processes the kernel OOM-killed inside the job's memory cgroup."""
-    name = "memory.oom_control" if layout.version == 1 else "memory.events"
-    try:
-        text = _read(dirs[layout.memory] / name)
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "oom_kill":
-            return int(value)
-    return 0
-
-
-def cgroup_kill(layout: CgroupLayout, dirs: dict[str, Path], *, spare: int | None) -> set[int]:
-    """SIGKILL every process of the job's cgroups except `spare`, and wait until they are gone.
-
-    With cgroup v2 `cgroup.kill` does it atomically; with v1 the freezer (when present) stops
-    every member first, so none can fork while the group is being killed.
-    """
-    main = dirs[layout.memory]
-    if layout.version == 2 and spare is None:
-        try:
-            _write(main / "cgroup.kill", "1")
-        except OSError:
-            pass
-    freezer = dirs.get("freezer") if spare is None else None
-    frozen = False
-    if freezer is not None and freezer.is_dir():
-        try:
-            _write(freezer / "freezer.state", "FROZEN")
-            frozen = True
-        except OSError:
-            pass
-    deadline = time.monotonic() + KILL_WAIT_S
-    killed: set[int] = set()
-    try:
-        while True:
-            members = [p for p in _procs(main) if p != spare]
-            if freezer is not None:
-                members += [p for p in _procs(freezer) if p != spare and p not in members]
-            if not members or time.monotonic() > deadline:
-                return killed
-            kill_pids(members)
-            killed.update(members)
-            if frozen:
-                _write(freezer / "freezer.state", "THAWED")  # type: ignore[operator]
-                frozen = False
-            # No reaping here: in the main process a member may be a pool child, whose exit
-            # status belongs to the pool. The worker child reaps its own (reap_killed).
-            time.sleep(0.002)
-    finally:
-        if frozen:
-            try:
-                _write(freezer / "freezer.state", "THAWED")  # type: ignore[operator]
-            except OSError:
-                pass
-
-
-def _rmdir_quiet(path: Path) -> None:
-    deadline = time.monotonic() + KILL_WAIT_S
-    while True:
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                logger.warning("could not remove job cgroup %s: %s", path, exc)
-                return
-            time.sleep(0.005)
-
-
 # --- one job's tree, from inside the worker child ------------------------------------------------
 
 
@@ -479,6 +581,10 @@ class JobTree:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def slot_info(self) -> dict[str, Any]:
+        """What the main process needs to find the job's processes if this child dies."""
+        return {}
 
     def memory_bytes(self) -> int:
         """The job's memory so far (cheap; polled every few milliseconds)."""
@@ -503,92 +609,68 @@ class JobTree:
 
 
 class CgroupJobTree(JobTree):
-    """The job runs in its own cgroup(s); the worker child joins for the run and leaves after."""
+    """The job is what joined the child's slot during the run; its memory is the slot's growth."""
 
-    def __init__(self, layout: CgroupLayout, job_id: str, limit_mb: int, max_pids: int) -> None:
-        self.layout = layout
+    def __init__(self, slot: CgroupSlot, job_id: str, limit_mb: int) -> None:
+        self.slot = slot
         self.job_id = job_id
         self.limit_mb = limit_mb
-        self.max_pids = max_pids
-        self.dirs = layout.job_dirs(job_id)
-        self._usage_fd: int | None = None
+        self._oom_base = slot.oom_kills()
+        self._before: set[tuple[int, int | None]] = set()
+        self._usage_base = 0
+        self._anon_base = 0
         self._oom = 0
-        self._joined = False
+        self._limited = False
+
+    def slot_info(self) -> dict[str, Any]:
+        return {"oom_base": self._oom_base}
 
     def __enter__(self) -> CgroupJobTree:
-        try:
-            self._create_and_join()
-        except BaseException:
-            self.close()  # leave and remove what was created
-            raise
+        self._before = {(p, process_start_ticks(p)) for p in self.slot.members()}
+        self._usage_base = self.slot.usage()
+        self._anon_base = self.slot.anon()
+        self.slot.set_limit(self._usage_base + int(self.limit_mb * MB * BACKSTOP_FACTOR))
+        self._limited = True
         return self
 
-    def _create_and_join(self) -> None:
-        memory = self.dirs[self.layout.memory]
-        for path in self.dirs.values():
-            path.mkdir(exist_ok=True)
-        backstop = str(int(self.limit_mb * MB * BACKSTOP_FACTOR))
-        if self.layout.version == 1:
-            _write(memory / "memory.limit_in_bytes", backstop)
-            # With swap accounting, no swapping past the limit either.
-            _write_optional(memory / "memory.memsw.limit_in_bytes", backstop)
-            usage = memory / "memory.usage_in_bytes"
-            pids_dir = self.dirs.get("pids")
-        else:
-            _write(memory / "memory.max", backstop)
-            _write_optional(memory / "memory.swap.max", "0")
-            usage = memory / "memory.current"
-            pids_dir = memory
-        if self.max_pids and pids_dir is not None:
-            _write_optional(pids_dir / "pids.max", str(self.max_pids))
-        me = str(os.getpid())
-        for path in self.dirs.values():
-            _write(path / "cgroup.procs", me)
-            self._joined = True
-        self._usage_fd = os.open(usage, os.O_RDONLY)
+    def _new_members(self) -> list[int]:
+        me = os.getpid()
+        return [
+            p
+            for p in self.slot.members()
+            if p != me and (p, process_start_ticks(p)) not in self._before
+        ]
 
     def memory_bytes(self) -> int:
-        if self._usage_fd is None:
-            return 0
-        return int(os.pread(self._usage_fd, 32, 0))
+        return max(0, self.slot.usage() - self._usage_base)
 
     def confirmed_memory_bytes(self) -> int:
-        keys = {"rss", "shmem"} if self.layout.version == 1 else {"anon", "shmem"}
-        try:
-            text = _read(self.dirs[self.layout.memory] / "memory.stat")
-        except OSError:
-            return self.memory_bytes()
-        total = 0
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key in keys:
-                total += int(value)
-        return total
+        return max(0, self.slot.anon() - self._anon_base)
 
     def kill_others(self) -> None:
-        kill_pids(p for p in _procs(self.dirs[self.layout.memory]) if p != os.getpid())
+        kill_pids(self._new_members())
 
     def oom_kills(self) -> int:
         return self._oom
 
     def close(self) -> None:
-        if self._usage_fd is not None:
-            os.close(self._usage_fd)
-            self._usage_fd = None
-        me = str(os.getpid())
-        if self._joined:
-            for key, home in self.layout.homes.items():
-                try:
-                    _write(home / "cgroup.procs", me)
-                except OSError as exc:
-                    logger.warning("could not leave job cgroup %s: %s", self.dirs[key], exc)
-            self._joined = False
-        self._oom = cgroup_oom_kills(self.layout, self.dirs)
-        killed = cgroup_kill(self.layout, self.dirs, spare=None)
-        for path in self.dirs.values():
-            _rmdir_quiet(path)
+        killed: set[int] = set()
+        deadline = time.monotonic() + KILL_WAIT_S
+        while time.monotonic() < deadline:
+            alive = [p for p in self._new_members() if not is_zombie(p)]
+            if not alive:
+                break
+            kill_pids(alive)
+            killed.update(alive)
         reap_killed(killed)
-        reap_zombie_children()
+        reap_zombie_children()  # also helpers that exited by themselves, never waited for
+        try:
+            self._oom = self.slot.oom_kills() - self._oom_base
+        except OSError:
+            self._oom = 0
+        if self._limited:
+            self.slot.set_limit(None)
+            self._limited = False
 
 
 class ProcessJobTree(JobTree):
@@ -651,6 +733,7 @@ class ProcessJobTree(JobTree):
         reap_zombie_children()
 
 
+# --- the main process's sweeper ------------------------------------------------------------------
 # --- the main process's sweeper ------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from typing import TextIO
 
 from project.storable import storable_text
 
-from .slots import SLOT_DIR
+from .slots import SLOT_DIR, _ensure_dir
 
 DROPPED = b"[... earlier output dropped ...]\n"
 
@@ -66,7 +66,7 @@ class OutputCapture:
         self._stream: TextIO | None = None
 
     def __enter__(self) -> OutputCapture:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _ensure_dir(self.path.parent)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         for stream in (sys.stdout, sys.stderr):
             try:

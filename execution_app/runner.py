@@ -83,6 +83,7 @@ class ToolRun:
     def __enter__(self) -> ToolRun:
         run_dir = settings.WARDEN_RUN_DIR
         containment = worker_containment()
+        tree = containment.job(self.job_id, limit_mb=self.job.memory_mb)
         now = time.time()
         try:
             self._stack.enter_context(
@@ -92,15 +93,14 @@ class ToolRun:
                     {
                         "soft_deadline": now + self.job.timeout_s,
                         "hard_deadline": now + self.job.timeout_s + settings.WARDEN_HARD_GRACE_S,
+                        **tree.slot_info(),
                     },
                 )
             )
             self._output = self._stack.enter_context(
                 OutputCapture(run_dir, self.job_id, settings.WARDEN_JOB_OUTPUT_KB * 1024)
             )
-            self._tree = self._stack.enter_context(
-                containment.job(self.job_id, limit_mb=self.job.memory_mb)
-            )
+            self._tree = self._stack.enter_context(tree)
             self.watch = self._stack.enter_context(
                 MemoryWatch(
                     job_id=self.job_id,

@@ -27,7 +27,7 @@ from project.errors import PLUGIN_FAULTS, WardenError
 from .containment import worker_containment
 from .models import ACTIVE_STATUSES, Job, JobStatus
 from .output import output_tail
-from .slots import marker_read, slot_files_remove
+from .slots import marker_read, slot_files_remove, slot_info
 from .validation import (
     args_validate,
     file_validate,
@@ -404,7 +404,8 @@ def job_fail_hard_timeout(*, job_id: str) -> None:
 def _job_end_after_kill(job_id: str, *, worker_message: str | None, hard_limit: bool) -> None:
     run_dir = settings.WARDEN_RUN_DIR
     marker = marker_read(run_dir, job_id) or {}
-    oom_kills = worker_containment().release(job_id)
+    info = slot_info(run_dir, job_id)  # left behind when the child died during the tool's run
+    oom_kills = worker_containment().release(info.get("pid"), int(info.get("oom_base", 0)))
     output = output_tail(run_dir, job_id, settings.WARDEN_JOB_OUTPUT_KB * 1024)
     job = Job.objects.filter(pk=job_id).only(*END_FIELDS).first()
     if job is not None:

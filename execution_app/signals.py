@@ -74,6 +74,8 @@ def configure_child(**_: Any) -> None:
         os.environ.setdefault(var, "1")
     # Orphans of a job's processes are re-parented to this child, where the job can find them.
     set_subreaper()
+    # cgroup mode: this child's own cgroups, which every process it starts is born into.
+    worker_containment().child_setup()
     # A crash writes the Python stack to fd 2, which is the job's captured output during a run.
     faulthandler.enable(file=2, all_threads=True)
     torch = sys.modules.get("torch")

@@ -24,6 +24,16 @@ from typing import Any
 SLOT_DIR = "jobs"
 
 
+_made: set[Path] = set()
+
+
+def _ensure_dir(folder: Path) -> None:
+    """Create `folder` once per process (not a stat per job)."""
+    if folder not in _made:
+        folder.mkdir(parents=True, exist_ok=True)
+        _made.add(folder)
+
+
 def _slot_paths(run_dir: Path, job_id: str) -> tuple[Path, Path]:
     folder = run_dir / SLOT_DIR
     return folder / f"{job_id}.run", folder / f"{job_id}.gate"
@@ -79,7 +89,7 @@ class RunningSlot:
         self._fd: int | None = None
 
     def __enter__(self) -> RunningSlot:
-        self.run_path.parent.mkdir(parents=True, exist_ok=True)
+        _ensure_dir(self.run_path.parent)
         fd = os.open(self.run_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, json.dumps({"pid": os.getpid(), **self.info}).encode())
@@ -98,6 +108,17 @@ class RunningSlot:
             self.gate_path.unlink(missing_ok=True)
         finally:
             os.close(gate)
+
+
+def slot_info(run_dir: Path, job_id: str) -> dict[str, Any]:
+    """What a job's slot file says (pid, deadlines, containment details), or {} if there is none
+    (read by the main process after the child died, when nobody holds it any more)."""
+    run_path, _ = _slot_paths(run_dir, job_id)
+    try:
+        info = json.loads(run_path.read_text() or "null")
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def slots_running(run_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:

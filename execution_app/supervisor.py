@@ -96,6 +96,7 @@ class Supervisor:
                 self.check_deadlines()
                 if self.sweeping and ticks % SWEEP_EVERY == 0:
                     self.sweeper.sweep()
+                    self.containment.sweep_slots(self.pool_pids())
             except Exception:
                 logger.exception("worker supervision failed")
 

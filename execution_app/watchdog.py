@@ -1,8 +1,8 @@
 """The memory watchdog: stops a job the moment its process tree grows past the job's limit.
 
-A daemon thread in the worker child polls the memory of the job's whole tree (its cgroup's charge,
-or the child's RSS growth plus its descendants', see containment.py). On a breach it first writes a
-small JSON marker with one `os.write` to a file opened in advance, then SIGKILLs the job's other
+A daemon thread in the worker child (one per process, armed for each job) polls the memory of the
+job's whole tree (its cgroup's charge, or the child's RSS growth plus its descendants', see
+containment.py). On a breach it first writes a small JSON marker, then SIGKILLs the job's other
 processes and its own: database I/O before the kill would let the plugin keep allocating for
 hundreds of MB (see shared/notes/celery-isolation.md). The worker's main process turns the marker
 into the job's MemoryLimitExceeded record. Backstops bound what the thread cannot see in time: the
@@ -19,6 +19,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -31,6 +32,52 @@ from .slots import marker_path
 MB = 2**20
 SWITCH_INTERVAL_S = 0.001
 OUTPUT_TRIM_EVERY = 10  # polls
+
+
+class _Watcher:
+    """The one watchdog thread of a worker child, parked while no job runs.
+
+    Starting and joining a thread per job cost milliseconds on a busy machine; this thread is
+    started once per process and armed with each job's MemoryWatch. Ticks and disarming share a
+    lock, so once `disarm()` returns the thread never touches that job again.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._armed = threading.Event()
+        self._watch: MemoryWatch | None = None
+        self._thread = threading.Thread(target=self._run, name="warden-memwatch", daemon=True)
+        self._thread.start()
+
+    def arm(self, watch: MemoryWatch) -> None:
+        with self._lock:
+            self._watch = watch
+            self._armed.set()
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._watch = None
+            self._armed.clear()
+
+    def _run(self) -> None:
+        while True:
+            self._armed.wait()
+            watch = self._watch
+            time.sleep(watch.poll_s if watch is not None else 0.001)
+            with self._lock:
+                if self._watch is not None:
+                    self._watch.tick()
+
+
+_watcher: _Watcher | None = None
+
+
+def _the_watcher() -> _Watcher:
+    global _watcher
+    if _watcher is None or _watcher.pid != os.getpid():  # threads do not survive a fork
+        _watcher = _Watcher()
+    return _watcher
 
 
 class MemoryWatch:
@@ -58,9 +105,7 @@ class MemoryWatch:
         self.output = output
         self.peak_bytes = 0
         self.rlimit_hit = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._fd: int | None = None
+        self._polls = 0
         self._saved_rlimit: tuple[int, int] | None = None
         self._saved_switch = sys.getswitchinterval()
 
@@ -74,21 +119,19 @@ class MemoryWatch:
         self.peak_bytes = max(self.peak_bytes, used)
         return used
 
-    def _watch(self) -> None:
-        limit = self.limit_mb * MB
-        polls = 0
-        while not self._stop.wait(self.poll_s):
-            try:
-                used = self._sample()
-                if used > limit:
-                    confirmed = self.tree.confirmed_memory_bytes()
-                    if confirmed > limit:
-                        self._kill(confirmed)
-                polls += 1
-                if self.output is not None and polls % OUTPUT_TRIM_EVERY == 0:
-                    self.output.trim()
-            except OSError:
-                continue  # a process or cgroup file vanished between two reads
+    def tick(self) -> None:
+        """One poll (watchdog thread): kill the job past its limit; keep its output bounded."""
+        try:
+            used = self._sample()
+            if used > self.limit_mb * MB:
+                confirmed = self.tree.confirmed_memory_bytes()
+                if confirmed > self.limit_mb * MB:
+                    self._kill(confirmed)
+            self._polls += 1
+            if self.output is not None and self._polls % OUTPUT_TRIM_EVERY == 0:
+                self.output.trim()
+        except OSError:
+            pass  # a process or cgroup file vanished between two reads
 
     def _kill(self, used: int) -> None:
         marker = {
@@ -98,23 +141,20 @@ class MemoryWatch:
             "kind": "rss",
             "measured": self.measured,
         }
-        if self._fd is not None:
-            os.write(self._fd, json.dumps(marker).encode())
+        path = marker_path(self.run_dir, self.job_id, "mem")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, json.dumps(marker).encode())
         self.tree.kill_others()
         os.kill(os.getpid(), signal.SIGKILL)
 
     def __enter__(self) -> MemoryWatch:
-        path = marker_path(self.run_dir, self.job_id, "mem")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self.peak_bytes = 0
         self._sample()
         # A thread allocating in a loop holds the GIL for a whole switch interval (5 ms by
         # default); a shorter one lets the watchdog in sooner, so it stops the job closer to the
         # limit.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self._thread = threading.Thread(target=self._watch, name="warden-memwatch", daemon=True)
-        self._thread.start()
+        _the_watcher().arm(self)
         if self.address_limit:
             # Backstop: address space may grow by the limit plus 10 %, never more. Breaks CUDA,
             # so GPU plugins rely on the polling thread (and the job cgroup) alone.
@@ -137,15 +177,9 @@ class MemoryWatch:
         if self._saved_rlimit is not None:
             resource.setrlimit(resource.RLIMIT_AS, self._saved_rlimit)
             self.rlimit_hit = exc_type is MemoryError
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1)
+        _the_watcher().disarm()
         sys.setswitchinterval(self._saved_switch)
         try:
             self._sample()
         except OSError:
             pass
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        marker_path(self.run_dir, self.job_id, "mem").unlink(missing_ok=True)
