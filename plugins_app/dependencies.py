@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from functools import cache
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,81 @@ def _with_hint(text: str, hint: str | None) -> str:
     return f"{text} (install with: {hint})" if hint else text
 
 
-def check_python_package(module: str, manifest: dict[str, Any]) -> Missing | None:
-    """Return a Missing if `module` cannot be found (without importing it)."""
+def _path_entry_finder(entry: str) -> Any:
+    """The finder for one import-path entry, as the import system would pick it."""
     try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if found:
+        return sys.path_importer_cache[entry]
+    except KeyError:
+        pass
+    for hook in sys.path_hooks:
+        try:
+            return hook(entry)
+        except ImportError:
+            continue
+    return None
+
+
+def _find_in(fullname: str, locations: list[str]) -> ModuleSpec | None:
+    """Find submodule `fullname` in its parent's search locations, importing nothing."""
+    namespace: list[str] = []
+    for entry in locations:
+        finder = _path_entry_finder(entry)
+        if finder is None:
+            continue
+        try:
+            spec = finder.find_spec(fullname)
+        except (ImportError, ValueError, OSError):
+            continue
+        if spec is None:
+            continue
+        if spec.loader is not None:
+            return spec
+        namespace.extend(spec.submodule_search_locations or [])  # a namespace package portion
+    if not namespace:
+        return None
+    spec = ModuleSpec(fullname, None, is_package=True)
+    spec.submodule_search_locations = namespace
+    return spec
+
+
+def find_module_spec(name: str) -> ModuleSpec | None:
+    """Return the spec of module `name` (dotted names too), or None if it cannot be found.
+
+    Imports nothing: `importlib.util.find_spec("pkg.sub")` imports `pkg` and so runs its
+    `__init__` (plugin code, in the web process or the Celery parent); this walks the import
+    path level by level instead, looking for each part in its parent's search locations.
+    """
+    parts = name.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return None
+    spec: ModuleSpec | None = None
+    for depth in range(1, len(parts) + 1):
+        fullname = ".".join(parts[:depth])
+        loaded = sys.modules.get(fullname)
+        if loaded is not None and getattr(loaded, "__spec__", None) is not None:
+            spec = loaded.__spec__  # already imported: nothing left to run
+        elif spec is None:
+            try:  # a top-level name: only the meta path finders are asked, nothing is imported
+                spec = importlib.util.find_spec(fullname)
+            except (ImportError, ValueError):
+                return None
+        else:
+            spec = _find_in(fullname, list(spec.submodule_search_locations or []))
+        if spec is None or (depth < len(parts) and not spec.submodule_search_locations):
+            return None
+    return spec
+
+
+def module_folder(spec: ModuleSpec) -> Path:
+    """Return the folder of a found module: the package's own folder, or the module file's."""
+    if spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(spec.origin or ".").parent
+
+
+def check_python_package(module: str, manifest: dict[str, Any]) -> Missing | None:
+    """Return a Missing if `module` cannot be found (without importing it or its parents)."""
+    if find_module_spec(module) is not None:
         return None
     hint = _hint(manifest, module, f"pip install {module}")
     return Missing(_with_hint(f"Missing Python package '{module}'", hint), hint)
@@ -113,17 +182,10 @@ def model_file_path(entry: dict[str, Any], folder: Path | None) -> Path | None:
     """Return where a `models` entry points: relative to its package or the plugin folder."""
     package = entry.get("package")
     if package:
-        try:
-            spec = importlib.util.find_spec(package)
-        except (ImportError, ValueError):
-            spec = None
+        spec = find_module_spec(package)
         if spec is None:
             return None
-        if spec.submodule_search_locations:
-            base = Path(next(iter(spec.submodule_search_locations)))
-        else:
-            base = Path(spec.origin or ".").parent
-        return base / entry["path"]
+        return module_folder(spec) / entry["path"]
     return (folder or Path(".")) / entry["path"]
 
 

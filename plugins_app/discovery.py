@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -11,6 +10,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from .dependencies import find_module_spec, module_folder
 from .manifest import MANIFEST_FILE, ManifestError, read_manifest
 
 ENTRY_POINT_GROUP = "warden.plugins"
@@ -69,27 +69,21 @@ def _directory_candidates(plugin_dirs: Sequence[Path]) -> Iterable[Candidate]:
 def _entry_point_candidates() -> Iterable[Candidate]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         location = f"entry-point:{ep.name}={ep.value}"
-        module_name = ep.value.split(":")[0]
-        try:
-            spec = importlib.util.find_spec(module_name)
-        except (ImportError, ValueError) as exc:
-            spec, error = None, f"{type(exc).__name__}: {exc}"
-        else:
-            error = f"module '{module_name}' not found"
+        module_name = ep.value.split(":")[0].strip()
+        spec = find_module_spec(module_name)  # never imports the package or its parents
         if spec is None:
             yield Candidate(
                 location,
                 "entry_point",
                 None,
                 _fallback_name(ep.name),
-                error=f"Entry point '{ep.name}' in group '{ENTRY_POINT_GROUP}' is broken: {error}",
+                error=(
+                    f"Entry point '{ep.name}' in group '{ENTRY_POINT_GROUP}' is broken: "
+                    f"module '{module_name}' not found"
+                ),
             )
             continue
-        if spec.submodule_search_locations:
-            folder = Path(next(iter(spec.submodule_search_locations)))
-        else:
-            folder = Path(spec.origin or ".").parent
-        yield _from_folder(folder, location, "entry_point", _fallback_name(ep.name))
+        yield _from_folder(module_folder(spec), location, "entry_point", _fallback_name(ep.name))
 
 
 def discover(plugin_dirs: Sequence[Path], *, include_entry_points: bool = True) -> list[Candidate]:
