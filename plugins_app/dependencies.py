@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,6 +14,9 @@ from functools import cache
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 DEFAULT_MIN_BYTES = 16
 GPU_CHECK_TIMEOUT_S = 20.0
@@ -116,6 +121,70 @@ def check_python_package(module: str, manifest: dict[str, Any]) -> Missing | Non
         return None
     hint = _hint(manifest, module, f"pip install {module}")
     return Missing(_with_hint(f"Missing Python package '{module}'", hint), hint)
+
+
+def _pip_argument(req: Requirement) -> str:
+    """The requirement as one `pip install` argument, quoted for a shell when it needs it."""
+    extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+    return shlex.quote(f"{req.name}{extras}{req.specifier}")
+
+
+def _applies(req: Requirement, extra: str) -> bool:
+    if req.marker is None:
+        return True
+    try:
+        return bool(req.marker.evaluate({"extra": extra}))
+    except Exception:  # a marker this host cannot evaluate: check the requirement
+        return True
+
+
+def _check_requirement(
+    req: Requirement, manifest: dict[str, Any], needed_for: str | None, seen: set[str]
+) -> list[Missing]:
+    key = canonicalize_name(req.name)
+    if key in seen:
+        return []
+    seen.add(key)
+    hint = _hint(manifest, req.name, f"pip install {_pip_argument(req)}")
+    for_what = f" (needed by '{needed_for}')" if needed_for else ""
+    try:
+        dist = importlib.metadata.distribution(req.name)
+    except importlib.metadata.PackageNotFoundError:
+        return [Missing(_with_hint(f"Missing Python package '{req.name}'{for_what}", hint), hint)]
+    if req.specifier and not req.specifier.contains(dist.version, prereleases=True):
+        reason = (
+            f"Python package '{req.name}' is version {dist.version}, but "
+            f"'{req.name}{req.specifier}' is required{for_what}"
+        )
+        return [Missing(_with_hint(reason, hint), hint)]
+    missing: list[Missing] = []
+    for extra in sorted(req.extras):  # what `pip install name[extra]` adds
+        for line in dist.requires or []:
+            try:
+                sub = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if sub.marker is not None and _applies(sub, extra) and not _applies(sub, ""):
+                missing += _check_requirement(sub, manifest, f"{req.name}[{extra}]", seen)
+    return missing
+
+
+def check_distribution(requirement: str, manifest: dict[str, Any]) -> list[Missing]:
+    """Return what is missing for one PEP 508 requirement (`Pillow>=10`, `celery[redis]`):
+    the distribution, a version that satisfies it, and the requirements its extras add.
+
+    Reads installed distributions' metadata with importlib.metadata; imports nothing. A
+    requirement whose environment marker is false on this host (`extra == "dev"` included) is
+    skipped.
+    """
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement as exc:
+        problem = (str(exc).splitlines() or ["invalid"])[0]
+        return [Missing(f"Cannot check requirement '{requirement}': {problem}", None)]
+    if not _applies(req, ""):
+        return []
+    return _check_requirement(req, manifest, None, set())
 
 
 def check_program(program: str, manifest: dict[str, Any]) -> Missing | None:
@@ -248,6 +317,8 @@ def check_dependencies(manifest: dict[str, Any], folder: Path | None) -> list[Mi
     """Return everything the host lacks for this plugin, in manifest order (empty when ready)."""
     deps = manifest.get("dependencies", {})
     missing = [check_python_package(m, manifest) for m in deps.get("python", [])]
+    for requirement in deps.get("distributions", []):
+        missing += check_distribution(requirement, manifest)
     missing += [check_program(p, manifest) for p in deps.get("binaries", [])]
     if manifest.get("requires_gpu"):
         missing.append(check_gpu())

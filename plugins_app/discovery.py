@@ -1,4 +1,4 @@
-"""Plugin discovery: folders under WARDEN_PLUGIN_DIRS and the `warden.plugins` entry points."""
+"""Plugin discovery: plugin folders, and `warden.plugins` and `forgesyte.plugins` entry points."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
 from .dependencies import find_module_spec, module_folder
+from .forgesyte import translate as forgesyte
 from .manifest import MANIFEST_FILE, ManifestError, read_manifest
 
 ENTRY_POINT_GROUP = "warden.plugins"
@@ -22,7 +23,7 @@ class Candidate:
     """One plugin found on disk or through an entry point, before any check or import."""
 
     location: str
-    source: str  # "directory" or "entry_point"
+    source: str  # "directory", "entry_point" or "forgesyte"
     folder: Path | None
     name: str
     manifest: dict[str, Any] | None = None
@@ -86,11 +87,53 @@ def _entry_point_candidates() -> Iterable[Candidate]:
         yield _from_folder(module_folder(spec), location, "entry_point", _fallback_name(ep.name))
 
 
+def _forgesyte_candidate(ep: EntryPoint) -> Candidate:
+    """A ForgeSyte package, translated from its metadata and manifest.json; nothing imported."""
+    where = forgesyte.location(ep)
+    name = forgesyte.plugin_name(ep.name)
+    broken = f"Entry point '{ep.name}' in group '{forgesyte.GROUP}' is broken"
+    if not _NAME_RE.match(name):
+        return Candidate(
+            where,
+            forgesyte.SOURCE,
+            None,
+            _fallback_name(name),
+            error=f"{broken}: its plugin name '{name}' is not a valid Warden name "
+            "(at most 54 characters after 'forgesyte_')",
+        )
+    module_name = ep.value.partition(":")[0].strip()
+    spec = find_module_spec(module_name)  # never imports the package or its parents
+    if spec is None:
+        error = f"{broken}: module '{module_name}' not found"
+        return Candidate(where, forgesyte.SOURCE, None, name, error=error)
+    top = find_module_spec(module_name.split(".")[0])
+    top_dir = module_folder(top) if top is not None and top.submodule_search_locations else None
+    try:
+        package = forgesyte.package_facts(ep, module_folder(spec), top_dir)
+        manifest = forgesyte.static_manifest(name, package)
+    except ManifestError as exc:
+        error = f"Invalid manifest: {exc}"
+        return Candidate(where, forgesyte.SOURCE, module_folder(spec), name, error=error)
+    return Candidate(
+        where,
+        forgesyte.SOURCE,
+        module_folder(spec),
+        name,
+        manifest=manifest,
+        extra={"forgesyte": package},
+    )
+
+
 def discover(plugin_dirs: Sequence[Path], *, include_entry_points: bool = True) -> list[Candidate]:
-    """Return every candidate sorted by location; a later duplicate name is marked shadowed."""
+    """Return every candidate sorted by location; a later duplicate name is marked shadowed.
+
+    Entry points: `warden.plugins` (packages holding a Warden manifest) and `forgesyte.plugins`
+    (ForgeSyte packages, translated; see plugins_app.forgesyte).
+    """
     found = list(_directory_candidates(plugin_dirs))
     if include_entry_points:
         found.extend(_entry_point_candidates())
+        found.extend(_forgesyte_candidate(ep) for ep in entry_points(group=forgesyte.GROUP))
     found.sort(key=lambda c: c.location)
     first_by_name: dict[str, Candidate] = {}
     for candidate in found:
@@ -98,3 +141,11 @@ def discover(plugin_dirs: Sequence[Path], *, include_entry_points: bool = True) 
         if winner is not candidate:
             candidate.shadowed_by = winner.location
     return found
+
+
+def forgesyte_probed_manifest(candidate: Candidate, facts: dict[str, Any]) -> dict[str, Any]:
+    """The complete manifest of a ForgeSyte candidate once its probe reported the class's tools.
+
+    Raises ManifestError if the translation is invalid.
+    """
+    return forgesyte.probed_manifest(candidate.name, candidate.extra["forgesyte"], facts)

@@ -14,7 +14,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from .dependencies import check_dependencies
-from .discovery import Candidate, discover
+from .discovery import Candidate, discover, forgesyte_probed_manifest
+from .forgesyte.translate import MANIFEST_HINT as FORGESYTE_MANIFEST_HINT
+from .manifest import ManifestError
 from .models import FaultOrigin, PluginRecord, PluginState, PluginStateTransition
 from .probe import ProbeResult, ProbeSpec, probe_many
 
@@ -55,26 +57,32 @@ def plugin_set_state(
         )
 
 
-def _upsert(candidate: Candidate) -> PluginRecord:
-    """Create or refresh the record for a discovered candidate (no state change yet)."""
-    manifest = candidate.manifest or {}
+def _manifest_values(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The record fields a manifest sets."""
     limits = manifest.get("limits", {})
-    values: dict[str, Any] = {
-        "name": candidate.name,
-        "source": candidate.source,
-        "shadowed": candidate.shadowed_by is not None,
-        "missing": False,
+    return {
         "version": manifest.get("version", ""),
         "description": manifest.get("description", ""),
         "entrypoint": manifest.get("entrypoint", ""),
         "requires_gpu": bool(manifest.get("requires_gpu", False)),
-        "manifest": candidate.manifest,
+        "manifest": manifest or None,
         "tools": manifest.get("tools", []),
         "timeout_s": min(
             float(limits.get("timeout_s", settings.WARDEN_DEFAULT_TIMEOUT_S)),
             float(settings.WARDEN_MAX_TIMEOUT_S),
         ),
         "memory_mb": int(limits.get("memory_mb", settings.WARDEN_DEFAULT_MEMORY_MB)),
+    }
+
+
+def _upsert(candidate: Candidate) -> PluginRecord:
+    """Create or refresh the record for a discovered candidate (no state change yet)."""
+    values: dict[str, Any] = {
+        "name": candidate.name,
+        "source": candidate.source,
+        "shadowed": candidate.shadowed_by is not None,
+        "missing": False,
+        **_manifest_values(candidate.manifest or {}),
     }
     with transaction.atomic():
         if not values["shadowed"]:
@@ -106,7 +114,7 @@ def _mark_missing(record: PluginRecord) -> None:
     )
 
 
-def _apply_probe(record: PluginRecord, result: ProbeResult) -> None:
+def _apply_probe(record: PluginRecord, result: ProbeResult, candidate: Candidate) -> None:
     extra: dict[str, Any] = {
         "probed_at": timezone.now(),
         "probe_duration_ms": round(result.duration_ms, 1),
@@ -115,6 +123,17 @@ def _apply_probe(record: PluginRecord, result: ProbeResult) -> None:
         "consecutive_failures": 0,
         "consecutive_severe": 0,
     }
+    if result.ok and result.facts is not None:
+        # A ForgeSyte class described its tools in the probe: its manifest is complete now.
+        try:
+            manifest = forgesyte_probed_manifest(candidate, result.facts)
+        except ManifestError as exc:
+            reason = f"Invalid manifest: {exc}"
+            result = ProbeResult(
+                False, reason, FORGESYTE_MANIFEST_HINT, result.traceback, result.duration_ms
+            )
+        else:
+            extra.update(_manifest_values(manifest))
     if result.ok:
         extra["loaded_at"] = timezone.now()
         plugin_set_state(plugin=record, state=PluginState.INITIALIZED, reason=None, extra=extra)
@@ -152,7 +171,7 @@ def plugin_sync(
         candidates = [c for c in candidates if c.location in locations]
     say(f"Discovered {len(candidates)} plugin(s)")
 
-    to_probe: list[tuple[PluginRecord, ProbeSpec]] = []
+    to_probe: list[tuple[PluginRecord, ProbeSpec, Candidate]] = []
     for candidate in candidates:
         record = _upsert(candidate)
         if candidate.error:
@@ -198,6 +217,7 @@ def plugin_sync(
                             entrypoint=record.entrypoint,
                             source=record.source,
                         ),
+                        candidate,
                     )
                 )
 
@@ -210,7 +230,7 @@ def plugin_sync(
     if to_probe:
         say(f"Probing {len(to_probe)} plugin(s) in isolated processes")
         results = probe_many(
-            [spec for _, spec in to_probe],
+            [spec for _, spec, _ in to_probe],
             timeout_s=settings.WARDEN_PROBE_TIMEOUT_S,
             memory_mb=settings.WARDEN_PROBE_MEMORY_MB,
             concurrency=settings.WARDEN_PROBE_CONCURRENCY,
@@ -218,8 +238,8 @@ def plugin_sync(
                 f"  {spec.name}: {'ok' if res.ok else res.reason} ({res.duration_ms:.0f} ms)"
             ),
         )
-        for record, spec in to_probe:
-            _apply_probe(record, results[spec.name])
+        for record, spec, candidate in to_probe:
+            _apply_probe(record, results[spec.name], candidate)
 
     records = PluginRecord.objects.all()
     if locations is not None:
