@@ -109,7 +109,12 @@ def _mark_missing(record: PluginRecord) -> None:
         plugin=record,
         state=PluginState.UNAVAILABLE,
         reason=f"Plugin {where} {record.location} no longer exists (removed since the last sync)",
-        hint="restore the plugin folder and re-probe, or delete this record in the admin",
+        hint=(
+            "restore the plugin folder and re-probe, or delete this record in the admin"
+            if record.source == "directory"
+            else "reinstall its package on this host and re-probe, or delete this record in "
+            "the admin"
+        ),
         fault_origin=FaultOrigin.LOAD,
     )
 

@@ -296,3 +296,6 @@ def test_it_marks_an_uninstalled_forgesyte_package_unavailable(
         "Plugin entry point entry-point:forgesyte.plugins:legacy=fsfix_legacy.plugin:Plugin no "
         "longer exists (removed since the last sync)"
     )
+    assert plugin.hint == (
+        "reinstall its package on this host and re-probe, or delete this record in the admin"
+    )
