@@ -119,7 +119,7 @@ def check_python_package(module: str, manifest: dict[str, Any]) -> Missing | Non
     """Return a Missing if `module` cannot be found (without importing it or its parents)."""
     if find_module_spec(module) is not None:
         return None
-    hint = _hint(manifest, module, f"pip install {module}")
+    hint = _hint(manifest, module, f"pip install {module.split('.')[0]}")
     return Missing(_with_hint(f"Missing Python package '{module}'", hint), hint)
 
 

@@ -30,6 +30,7 @@ class Candidate:
     error: str | None = None
     shadowed_by: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    hint: str | None = None  # how to fix `error`, when the default (fix manifest.json) is wrong
 
 
 def _fallback_name(text: str) -> str:
@@ -92,20 +93,21 @@ def _forgesyte_candidate(ep: EntryPoint) -> Candidate:
     where = forgesyte.location(ep)
     name = forgesyte.plugin_name(ep.name)
     broken = f"Entry point '{ep.name}' in group '{forgesyte.GROUP}' is broken"
+    dist = ep.dist.metadata["Name"] if ep.dist is not None else ep.name
+    hint = forgesyte.BROKEN_HINT.format(distribution=dist)
     if not _NAME_RE.match(name):
+        error = (
+            f"{broken}: its plugin name '{name}' is not a valid Warden name (at most 54 "
+            "characters after 'forgesyte_')"
+        )
         return Candidate(
-            where,
-            forgesyte.SOURCE,
-            None,
-            _fallback_name(name),
-            error=f"{broken}: its plugin name '{name}' is not a valid Warden name "
-            "(at most 54 characters after 'forgesyte_')",
+            where, forgesyte.SOURCE, None, _fallback_name(name), error=error, hint=hint
         )
     module_name = ep.value.partition(":")[0].strip()
     spec = find_module_spec(module_name)  # never imports the package or its parents
     if spec is None:
         error = f"{broken}: module '{module_name}' not found"
-        return Candidate(where, forgesyte.SOURCE, None, name, error=error)
+        return Candidate(where, forgesyte.SOURCE, None, name, error=error, hint=hint)
     top = find_module_spec(module_name.split(".")[0])
     top_dir = module_folder(top) if top is not None and top.submodule_search_locations else None
     try:
@@ -113,7 +115,8 @@ def _forgesyte_candidate(ep: EntryPoint) -> Candidate:
         manifest = forgesyte.static_manifest(name, package)
     except ManifestError as exc:
         error = f"Invalid manifest: {exc}"
-        return Candidate(where, forgesyte.SOURCE, module_folder(spec), name, error=error)
+        folder = module_folder(spec)
+        return Candidate(where, forgesyte.SOURCE, folder, name, error=error, hint=hint)
     return Candidate(
         where,
         forgesyte.SOURCE,

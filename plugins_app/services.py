@@ -184,7 +184,8 @@ def plugin_sync(
                 plugin=record,
                 state=PluginState.FAILED,
                 reason=candidate.error,
-                hint="fix manifest.json (its JSON Schema is documented in docs/plugins.md)",
+                hint=candidate.hint
+                or "fix manifest.json (its JSON Schema is documented in docs/plugins.md)",
                 fault_origin=FaultOrigin.LOAD,
                 extra={"loaded_at": None, "probed_at": timezone.now(), "quarantined": False},
             )

@@ -70,6 +70,10 @@ JSON_TYPES = {
     "dict": "object",
     "object": "object",
 }
+BROKEN_HINT = (
+    "the installed package '{distribution}' is broken or not in ForgeSyte's format: reinstall "
+    "it (pip install --force-reinstall {distribution}) or report it to its author, then re-probe"
+)
 MANIFEST_HINT = (
     "the translated manifest of this ForgeSyte plugin is invalid; see docs/plugins.md "
     "'Running ForgeSyte plugins' for what maps to what"

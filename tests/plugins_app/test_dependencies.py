@@ -306,8 +306,8 @@ def test_it_finds_dotted_packages_without_importing_their_parents(boom_site: Pat
     assert dependencies.check_python_package("boom_pkg.inner", {}) is None
     assert dependencies.check_python_package("boom_pkg.models", {}) is None
     assert dependencies.check_python_package("boom_pkg.nope", {}) == Missing(
-        "Missing Python package 'boom_pkg.nope' (install with: pip install boom_pkg.nope)",
-        "pip install boom_pkg.nope",
+        "Missing Python package 'boom_pkg.nope' (install with: pip install boom_pkg)",
+        "pip install boom_pkg",
     )
     assert dependencies.check_python_package("boom_pkg.sub.deeper", {}) is not None
     assert not (boom_site / "IMPORTED").exists()

@@ -299,3 +299,114 @@ def test_it_marks_an_uninstalled_forgesyte_package_unavailable(
     assert plugin.hint == (
         "reinstall its package on this host and re-probe, or delete this record in the admin"
     )
+
+
+# --- broken packages, each failing alone with a reason ----------------------------------------
+
+
+def lay_out(site: Path, dist: str, entry_point: str, files: dict[str, str]) -> None:
+    """An installed distribution in `site`: .dist-info registering `entry_point`, plus files."""
+    info = site / f"{dist}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[forgesyte.plugins]\n{entry_point}\n")
+    for rel, text in files.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text(text)
+
+
+def test_it_fails_each_broken_package_alone_with_its_reason(
+    sync_plugins: Any, forgesyte_sites: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    plugin = "class Plugin:\n    tools = {'Go': {'handler': 'go'}, 'go': {'handler': 'go'}}\n"
+    plugin += "    def go(self):\n        return {}\n"
+    lay_out(
+        site,
+        "bad-json",
+        "bad-json = bad_json.plugin:Plugin",
+        {
+            "bad_json/__init__.py": "",
+            "bad_json/plugin.py": "class Plugin: ...\n",
+            "bad_json/manifest.json": "{not json",
+        },
+    )
+    lay_out(
+        site,
+        "attr-path",
+        "attr-path = attr_path.plugin:make.plugin",
+        {
+            "attr_path/__init__.py": "",
+            "attr_path/plugin.py": "",
+        },
+    )
+    lay_out(
+        site,
+        "twins",
+        "twins = twins.plugin:Plugin",
+        {
+            "twins/__init__.py": "",
+            "twins/plugin.py": plugin,
+        },
+    )
+    lay_out(site, "gone", "gone = not_there.plugin:Plugin", {})
+    lay_out(
+        site,
+        "factory",
+        "factory = factory.plugin:create_plugin",
+        {
+            "factory/__init__.py": "",
+            "factory/plugin.py": "def create_plugin():\n    return None\n",
+        },
+    )
+    forgesyte_sites("legacy")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", f"{site}{os.pathsep}{os.environ['PYTHONPATH']}")
+
+    sync_plugins()
+
+    reasons = {
+        p.name: (p.state, p.reason, p.hint)
+        for p in PluginRecord.objects.exclude(name="forgesyte_legacy")
+    }
+    assert reasons == {
+        "forgesyte_bad_json": (
+            "FAILED",
+            f"Invalid manifest: {site / 'bad_json' / 'manifest.json'} is not valid JSON: "
+            "Expecting property name enclosed in double quotes (line 1 column 2)",
+            "the installed package 'bad-json' is broken or not in ForgeSyte's format: reinstall "
+            "it (pip install --force-reinstall bad-json) or report it to its author, then "
+            "re-probe",
+        ),
+        "forgesyte_attr_path": (
+            "FAILED",
+            "Invalid manifest: entry point value 'attr_path.plugin:make.plugin' is not "
+            "'module.path:ClassName'; Warden loads a class defined at module level",
+            "the installed package 'attr-path' is broken or not in ForgeSyte's format: "
+            "reinstall it (pip install --force-reinstall attr-path) or report it to its author, "
+            "then re-probe",
+        ),
+        "forgesyte_twins": (
+            "FAILED",
+            "Invalid manifest: translated from ForgeSyte plugin twins.plugin.Plugin: duplicate "
+            "tool names in ['go', 'go']",
+            "the translated manifest of this ForgeSyte plugin is invalid; see docs/plugins.md "
+            "'Running ForgeSyte plugins' for what maps to what",
+        ),
+        "forgesyte_gone": (
+            "FAILED",
+            "Entry point 'gone' in group 'forgesyte.plugins' is broken: module "
+            "'not_there.plugin' not found",
+            "the installed package 'gone' is broken or not in ForgeSyte's format: reinstall it "
+            "(pip install --force-reinstall gone) or report it to its author, then re-probe",
+        ),
+        "forgesyte_factory": (
+            "FAILED",
+            "EntrypointError: entrypoint 'factory.plugin:create_plugin': module "
+            "'factory.plugin' has no class 'create_plugin'",
+            "this ForgeSyte plugin's class must set `tools` (a dict of tool id to handler or "
+            "{'handler': ...}) with run_tool(tool_name, args), or implement analyze(image_bytes, "
+            "options); check the entry point in the package's pyproject.toml",
+        ),
+    }
+    assert PluginRecord.objects.get(name="forgesyte_legacy").state == PluginState.INITIALIZED
