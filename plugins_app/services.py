@@ -16,6 +16,7 @@ from django.utils import timezone
 from .dependencies import check_dependencies
 from .discovery import Candidate, discover, forgesyte_probed_manifest
 from .forgesyte.translate import MANIFEST_HINT as FORGESYTE_MANIFEST_HINT
+from .forgesyte.translate import SOURCE as FORGESYTE_SOURCE
 from .manifest import ManifestError
 from .models import FaultOrigin, PluginRecord, PluginState, PluginStateTransition
 from .probe import ProbeResult, ProbeSpec, probe_many
@@ -95,6 +96,10 @@ def _upsert(candidate: Candidate) -> PluginRecord:
             location=candidate.location, defaults=values
         )
         if not created:
+            if candidate.source == FORGESYTE_SOURCE:
+                # Its tools come from its last good probe: keep them until the next probe
+                # replaces them, so jobs keep validating against them while a sync runs.
+                values = {k: v for k, v in values.items() if k not in ("tools", "manifest")}
             for key, value in values.items():
                 setattr(record, key, value)
             record.save(update_fields=[*values, "updated_at"])

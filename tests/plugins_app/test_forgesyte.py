@@ -189,6 +189,25 @@ def test_it_reads_the_tools_of_a_package_without_manifest_json_in_the_probe(
     ]
 
 
+def test_it_keeps_the_last_probed_tools_through_a_failing_reprobe(
+    sync_plugins: Any, forgesyte_sites: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forgesyte_sites("noman")
+    sync_plugins()
+    probed = record("forgesyte_noman").tools
+    monkeypatch.setenv("FSFIX_NOMAN_BROKEN", "1")
+
+    sync_plugins(locations=[record("forgesyte_noman").location])
+
+    plugin = record("forgesyte_noman")
+    assert (plugin.state, plugin.reason) == (
+        PluginState.FAILED,
+        "InitError: RuntimeError: the model is gone",
+    )
+    assert plugin.tools == probed
+    assert [t["name"] for t in probed] == ["read_b64", "count"]
+
+
 def test_it_offers_analyze_for_an_older_plugin(sync_plugins: Any, forgesyte_sites: Any) -> None:
     forgesyte_sites("legacy")
 

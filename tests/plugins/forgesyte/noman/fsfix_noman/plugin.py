@@ -1,6 +1,7 @@
 """A ForgeSyte plugin without manifest.json: its tools exist only once it is instantiated."""
 
 import base64
+import os
 
 from pydantic import BaseModel
 
@@ -30,6 +31,8 @@ class Plugin:
         }
 
     def on_load(self) -> None:
+        if os.environ.get("FSFIX_NOMAN_BROKEN"):
+            raise RuntimeError("the model is gone")
         self.loaded = True
 
     def validate(self) -> bool:
