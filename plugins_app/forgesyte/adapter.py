@@ -217,19 +217,18 @@ class ForgeSyteAdapter:
         """Call the plugin's `validate()` (when it takes no arguments); False means unusable."""
         validate = getattr(self.plugin, "validate", None)
         if callable(validate) and _takes_no_arguments(validate) and validate() is False:
-            raise ForgeSyteFormatError(f"{self._class_label()}.validate() returned False")
+            raise RuntimeError(f"{self._class_label()}.validate() returned False")
 
     def run(self, tool: str, args: dict[str, Any]) -> Any:
         """Run a tool the ForgeSyte way; a ValueError becomes `warden.InvalidInput`."""
         tool_id = self._tool_id(tool)
-        call_args = self._call_args(tool_id, args)
         try:
             if self.legacy:
                 result = self._analyze(tool, args)
             elif callable(self.run_tool):
-                result = self.run_tool(tool_id, call_args)
+                result = self.run_tool(tool_id, self._call_args(tool_id, args))
             else:
-                result = self._handler(tool_id)(**call_args)
+                result = self._handler(tool_id)(**self._call_args(tool_id, args))
             if inspect.isawaitable(result):
                 result = _awaited(result)
         except ValueError as exc:

@@ -138,7 +138,7 @@ def test_it_calls_on_load_at_init_and_treats_validate_false_as_unusable() -> Non
     wrapped = adapter(Hooks)
 
     assert wrapped.plugin.loaded == 1
-    with pytest.raises(ForgeSyteFormatError, match=r"Hooks.validate\(\) returned False$"):
+    with pytest.raises(RuntimeError, match=r"Hooks.validate\(\) returned False$"):
         wrapped.validate()
 
 
