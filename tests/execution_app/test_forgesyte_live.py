@@ -170,7 +170,8 @@ def test_it_fails_a_forgesyte_tool_that_swallows_the_soft_limit(
         1.0,
     )
     assert error["message"] == (
-        "Tool 'spin' of plugin 'forgesyte_fsfix_tools' exceeded its 1 s time limit"
+        "Tool 'spin' of plugin 'forgesyte_fsfix_tools' exceeded its 1 s time limit (it returned "
+        "late, after ignoring the interruption; its result was discarded)"
     )
     job = Job.objects.get(pk=error["job_id"])
     assert (job.status, job.result) == ("FAILED", None)
