@@ -1,16 +1,17 @@
-"""Plugin discovery: folders under WARDEN_PLUGIN_DIRS and the `warden.plugins` entry points."""
+"""Plugin discovery: plugin folders, and `warden.plugins` and `forgesyte.plugins` entry points."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
+from .dependencies import find_module_spec, module_folder
+from .forgesyte import translate as forgesyte
 from .manifest import MANIFEST_FILE, ManifestError, read_manifest
 
 ENTRY_POINT_GROUP = "warden.plugins"
@@ -22,13 +23,14 @@ class Candidate:
     """One plugin found on disk or through an entry point, before any check or import."""
 
     location: str
-    source: str  # "directory" or "entry_point"
+    source: str  # "directory", "entry_point" or "forgesyte"
     folder: Path | None
     name: str
     manifest: dict[str, Any] | None = None
     error: str | None = None
     shadowed_by: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    hint: str | None = None  # how to fix `error`, when the default (fix manifest.json) is wrong
 
 
 def _fallback_name(text: str) -> str:
@@ -69,34 +71,72 @@ def _directory_candidates(plugin_dirs: Sequence[Path]) -> Iterable[Candidate]:
 def _entry_point_candidates() -> Iterable[Candidate]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         location = f"entry-point:{ep.name}={ep.value}"
-        module_name = ep.value.split(":")[0]
-        try:
-            spec = importlib.util.find_spec(module_name)
-        except (ImportError, ValueError) as exc:
-            spec, error = None, f"{type(exc).__name__}: {exc}"
-        else:
-            error = f"module '{module_name}' not found"
+        module_name = ep.value.split(":")[0].strip()
+        spec = find_module_spec(module_name)  # never imports the package or its parents
         if spec is None:
             yield Candidate(
                 location,
                 "entry_point",
                 None,
                 _fallback_name(ep.name),
-                error=f"Entry point '{ep.name}' in group '{ENTRY_POINT_GROUP}' is broken: {error}",
+                error=(
+                    f"Entry point '{ep.name}' in group '{ENTRY_POINT_GROUP}' is broken: "
+                    f"module '{module_name}' not found"
+                ),
             )
             continue
-        if spec.submodule_search_locations:
-            folder = Path(next(iter(spec.submodule_search_locations)))
-        else:
-            folder = Path(spec.origin or ".").parent
-        yield _from_folder(folder, location, "entry_point", _fallback_name(ep.name))
+        yield _from_folder(module_folder(spec), location, "entry_point", _fallback_name(ep.name))
+
+
+def _forgesyte_candidate(ep: EntryPoint) -> Candidate:
+    """A ForgeSyte package, translated from its metadata and manifest.json; nothing imported."""
+    where = forgesyte.location(ep)
+    name = forgesyte.plugin_name(ep.name)
+    broken = f"Entry point '{ep.name}' in group '{forgesyte.GROUP}' is broken"
+    dist = ep.dist.metadata["Name"] if ep.dist is not None else ep.name
+    hint = forgesyte.BROKEN_HINT.format(distribution=dist)
+    if not _NAME_RE.match(name):
+        error = (
+            f"{broken}: its plugin name '{name}' is not a valid Warden name (at most 54 "
+            "characters after 'forgesyte_')"
+        )
+        return Candidate(
+            where, forgesyte.SOURCE, None, _fallback_name(name), error=error, hint=hint
+        )
+    module_name = ep.value.partition(":")[0].strip()
+    spec = find_module_spec(module_name)  # never imports the package or its parents
+    if spec is None:
+        error = f"{broken}: module '{module_name}' not found"
+        return Candidate(where, forgesyte.SOURCE, None, name, error=error, hint=hint)
+    top = find_module_spec(module_name.split(".")[0])
+    top_dir = module_folder(top) if top is not None and top.submodule_search_locations else None
+    try:
+        package = forgesyte.package_facts(ep, module_folder(spec), top_dir)
+        manifest = forgesyte.static_manifest(name, package)
+    except ManifestError as exc:
+        error = f"Invalid manifest: {exc}"
+        folder = module_folder(spec)
+        return Candidate(where, forgesyte.SOURCE, folder, name, error=error, hint=hint)
+    return Candidate(
+        where,
+        forgesyte.SOURCE,
+        module_folder(spec),
+        name,
+        manifest=manifest,
+        extra={"forgesyte": package},
+    )
 
 
 def discover(plugin_dirs: Sequence[Path], *, include_entry_points: bool = True) -> list[Candidate]:
-    """Return every candidate sorted by location; a later duplicate name is marked shadowed."""
+    """Return every candidate sorted by location; a later duplicate name is marked shadowed.
+
+    Entry points: `warden.plugins` (packages holding a Warden manifest) and `forgesyte.plugins`
+    (ForgeSyte packages, translated; see plugins_app.forgesyte).
+    """
     found = list(_directory_candidates(plugin_dirs))
     if include_entry_points:
         found.extend(_entry_point_candidates())
+        found.extend(_forgesyte_candidate(ep) for ep in entry_points(group=forgesyte.GROUP))
     found.sort(key=lambda c: c.location)
     first_by_name: dict[str, Candidate] = {}
     for candidate in found:
@@ -104,3 +144,11 @@ def discover(plugin_dirs: Sequence[Path], *, include_entry_points: bool = True) 
         if winner is not candidate:
             candidate.shadowed_by = winner.location
     return found
+
+
+def forgesyte_probed_manifest(candidate: Candidate, facts: dict[str, Any]) -> dict[str, Any]:
+    """The complete manifest of a ForgeSyte candidate once its probe reported the class's tools.
+
+    Raises ManifestError if the translation is invalid.
+    """
+    return forgesyte.probed_manifest(candidate.name, candidate.extra["forgesyte"], facts)

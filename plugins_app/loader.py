@@ -11,7 +11,10 @@ import types
 from pathlib import Path
 from typing import Any
 
+from plugins_app.forgesyte.adapter import ForgeSyteAdapter, adapter_class, host_import_error
+
 PACKAGE_ROOT = "warden_plugins"
+FORGESYTE_SOURCE = "forgesyte"
 
 
 class EntrypointError(Exception):
@@ -48,8 +51,10 @@ def load_plugin_class(
 ) -> type[Any]:
     """Import the plugin module and return its class; `fresh` re-imports a folder plugin.
 
-    Raises whatever the plugin's import raises, or EntrypointError if the entrypoint's module or
-    class is missing.
+    For a ForgeSyte plugin (`source` "forgesyte") the class returned is a ForgeSyteAdapter
+    subclass wrapping the plugin's class, with Warden's `run(tool, args)` and `validate()`.
+    Raises whatever the plugin's import raises, EntrypointError if the entrypoint's module or
+    class is missing, HostModuleImportError if a ForgeSyte plugin needs ForgeSyte's `app`.
     """
     module_name, _, class_name = entrypoint.partition(":")
     if source == "directory" and folder:
@@ -58,7 +63,12 @@ def load_plugin_class(
         qualified = module_name
     try:
         module = importlib.import_module(qualified)
-    except ModuleNotFoundError as exc:
+    except ImportError as exc:
+        host_error = host_import_error(exc, entrypoint) if source == FORGESYTE_SOURCE else None
+        if host_error is not None:
+            raise host_error from exc
+        if not isinstance(exc, ModuleNotFoundError):
+            raise
         # Only the entrypoint module itself (or a parent of it) missing is a manifest error;
         # a module the plugin's own code imports stays the plugin's ImportError.
         if exc.name is None or not (qualified + ".").startswith(exc.name + "."):
@@ -72,6 +82,8 @@ def load_plugin_class(
         raise EntrypointError(
             f"entrypoint '{entrypoint}': module '{module_name}' has no class '{class_name}'"
         )
+    if source == FORGESYTE_SOURCE:
+        return adapter_class(cls)
     if not callable(getattr(cls, "run", None)):
         raise EntrypointError(
             f"entrypoint '{entrypoint}': class '{class_name}' has no run() method"
@@ -89,3 +101,8 @@ def call_validate(instance: Any) -> None:
     validate = getattr(instance, "validate", None)
     if callable(validate):
         validate()
+
+
+def describe_plugin(instance: Any) -> dict[str, Any] | None:
+    """A ForgeSyte plugin's class attributes and tools as JSON-safe facts; None for others."""
+    return instance.describe() if isinstance(instance, ForgeSyteAdapter) else None

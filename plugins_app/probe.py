@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -24,8 +25,23 @@ from project.storable import storable_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.01
-STAGE_LABELS = {"import": "import", "init": "__init__", "validate": "validate()"}
-ERROR_PREFIX = {"import": "ImportError", "init": "InitError", "validate": "ValidationFailed"}
+STAGE_LABELS = {
+    "import": "import",
+    "init": "__init__",
+    "validate": "validate()",
+    "describe": "reading its tools",
+}
+ERROR_PREFIX = {
+    "import": "ImportError",
+    "init": "InitError",
+    "validate": "ValidationFailed",
+    "describe": "InitError",
+}
+FORGESYTE_HINT = (
+    "this ForgeSyte plugin's class must set `tools` (a dict of tool id to handler or "
+    "{'handler': ...}) with run_tool(tool_name, args), or implement analyze(image_bytes, "
+    "options); check the entry point in the package's pyproject.toml"
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,8 @@ class ProbeResult:
     hint: str | None = None
     traceback: str = ""
     duration_ms: float = 0.0
+    # What a ForgeSyte plugin's class says about itself (tools, name, ...), read in the probe.
+    facts: dict[str, Any] | None = None
 
 
 def signal_name(number: int) -> str:
@@ -75,12 +93,22 @@ def _failure_reason(spec: ProbeSpec, outcome: dict[str, object]) -> tuple[str, s
     stage = str(outcome["stage"])
     exc_type = str(outcome["exc_type"])
     message = storable_text(str(outcome["message"]).strip())
+    if exc_type == "EntrypointError" and spec.source == "forgesyte":
+        return f"EntrypointError: {message}", FORGESYTE_HINT
     if exc_type == "EntrypointError":
         return (
             f"EntrypointError: {message}",
             "fix 'entrypoint' in manifest.json: it must be 'module:Class' naming a class with a "
             "run(tool, args) method",
         )
+    if exc_type == "HostModuleImportError":
+        return (
+            f"ImportError: {message}",
+            f"plugin '{spec.name}' only runs inside the ForgeSyte server: ask its author for a "
+            "release with a fallback for its `app` imports (or patch them), then re-probe",
+        )
+    if exc_type == "ForgeSyteFormatError":
+        return f"{ERROR_PREFIX.get(stage, 'ProbeError')}: {message}", FORGESYTE_HINT
     prefix = ERROR_PREFIX.get(stage, "ProbeError")
     detail = f"{exc_type}: {message}" if message else exc_type
     where = {"import": "importing the module", "init": "__init__()", "validate": "validate()"}
@@ -156,7 +184,10 @@ def probe_one(spec: ProbeSpec, *, timeout_s: float, memory_mb: int) -> ProbeResu
             duration_ms,
         )
     if outcome is not None and outcome.get("ok"):
-        return ProbeResult(True, duration_ms=duration_ms)
+        facts = outcome.get("facts")
+        return ProbeResult(
+            True, duration_ms=duration_ms, facts=facts if isinstance(facts, dict) else None
+        )
     if outcome is not None:
         reason, hint = _failure_reason(spec, outcome)
         trace = storable_text(str(outcome.get("traceback", "")))

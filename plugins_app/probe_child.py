@@ -1,7 +1,8 @@
 """The isolated probe process: import, __init__ and validate() one plugin. Never imports Django.
 
 Run as `python -m plugins_app.probe_child '<json spec>'`. Progress and the outcome are written as
-JSON lines to the original stdout; the plugin's own prints go to stderr.
+JSON lines to the original stdout; the plugin's own prints go to stderr. For a ForgeSyte plugin the
+outcome also carries its tools and class attributes ("facts"), read here, where plugin code may run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def main(argv: list[str]) -> int:
         out.write(json.dumps(message) + "\n")
         out.flush()
 
-    from plugins_app.loader import call_validate, instantiate, load_plugin_class
+    from plugins_app.loader import call_validate, describe_plugin, instantiate, load_plugin_class
 
     stage = "import"
     try:
@@ -42,6 +43,9 @@ def main(argv: list[str]) -> int:
         stage = "validate"
         emit({"stage": stage})
         call_validate(instance)
+        stage = "describe"
+        emit({"stage": stage})
+        facts = describe_plugin(instance)
     except BaseException as exc:  # every failure is reported, SystemExit included
         emit(
             {
@@ -54,7 +58,7 @@ def main(argv: list[str]) -> int:
             }
         )
         return 0
-    emit({"ok": True})
+    emit({"ok": True} if facts is None else {"ok": True, "facts": facts})
     return 0
 
 

@@ -14,7 +14,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from .dependencies import check_dependencies
-from .discovery import Candidate, discover
+from .discovery import Candidate, discover, forgesyte_probed_manifest
+from .forgesyte.translate import MANIFEST_HINT as FORGESYTE_MANIFEST_HINT
+from .forgesyte.translate import SOURCE as FORGESYTE_SOURCE
+from .manifest import ManifestError
 from .models import FaultOrigin, PluginRecord, PluginState, PluginStateTransition
 from .probe import ProbeResult, ProbeSpec, probe_many
 
@@ -55,26 +58,32 @@ def plugin_set_state(
         )
 
 
-def _upsert(candidate: Candidate) -> PluginRecord:
-    """Create or refresh the record for a discovered candidate (no state change yet)."""
-    manifest = candidate.manifest or {}
+def _manifest_values(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The record fields a manifest sets."""
     limits = manifest.get("limits", {})
-    values: dict[str, Any] = {
-        "name": candidate.name,
-        "source": candidate.source,
-        "shadowed": candidate.shadowed_by is not None,
-        "missing": False,
+    return {
         "version": manifest.get("version", ""),
         "description": manifest.get("description", ""),
         "entrypoint": manifest.get("entrypoint", ""),
         "requires_gpu": bool(manifest.get("requires_gpu", False)),
-        "manifest": candidate.manifest,
+        "manifest": manifest or None,
         "tools": manifest.get("tools", []),
         "timeout_s": min(
             float(limits.get("timeout_s", settings.WARDEN_DEFAULT_TIMEOUT_S)),
             float(settings.WARDEN_MAX_TIMEOUT_S),
         ),
         "memory_mb": int(limits.get("memory_mb", settings.WARDEN_DEFAULT_MEMORY_MB)),
+    }
+
+
+def _upsert(candidate: Candidate) -> PluginRecord:
+    """Create or refresh the record for a discovered candidate (no state change yet)."""
+    values: dict[str, Any] = {
+        "name": candidate.name,
+        "source": candidate.source,
+        "shadowed": candidate.shadowed_by is not None,
+        "missing": False,
+        **_manifest_values(candidate.manifest or {}),
     }
     with transaction.atomic():
         if not values["shadowed"]:
@@ -87,6 +96,10 @@ def _upsert(candidate: Candidate) -> PluginRecord:
             location=candidate.location, defaults=values
         )
         if not created:
+            if candidate.source == FORGESYTE_SOURCE:
+                # Its tools come from its last good probe: keep them until the next probe
+                # replaces them, so jobs keep validating against them while a sync runs.
+                values = {k: v for k, v in values.items() if k not in ("tools", "manifest")}
             for key, value in values.items():
                 setattr(record, key, value)
             record.save(update_fields=[*values, "updated_at"])
@@ -101,12 +114,17 @@ def _mark_missing(record: PluginRecord) -> None:
         plugin=record,
         state=PluginState.UNAVAILABLE,
         reason=f"Plugin {where} {record.location} no longer exists (removed since the last sync)",
-        hint="restore the plugin folder and re-probe, or delete this record in the admin",
+        hint=(
+            "restore the plugin folder and re-probe, or delete this record in the admin"
+            if record.source == "directory"
+            else "reinstall its package on this host and re-probe, or delete this record in "
+            "the admin"
+        ),
         fault_origin=FaultOrigin.LOAD,
     )
 
 
-def _apply_probe(record: PluginRecord, result: ProbeResult) -> None:
+def _apply_probe(record: PluginRecord, result: ProbeResult, candidate: Candidate) -> None:
     extra: dict[str, Any] = {
         "probed_at": timezone.now(),
         "probe_duration_ms": round(result.duration_ms, 1),
@@ -115,6 +133,17 @@ def _apply_probe(record: PluginRecord, result: ProbeResult) -> None:
         "consecutive_failures": 0,
         "consecutive_severe": 0,
     }
+    if result.ok and result.facts is not None:
+        # A ForgeSyte class described its tools in the probe: its manifest is complete now.
+        try:
+            manifest = forgesyte_probed_manifest(candidate, result.facts)
+        except ManifestError as exc:
+            reason = f"Invalid manifest: {exc}"
+            result = ProbeResult(
+                False, reason, FORGESYTE_MANIFEST_HINT, result.traceback, result.duration_ms
+            )
+        else:
+            extra.update(_manifest_values(manifest))
     if result.ok:
         extra["loaded_at"] = timezone.now()
         plugin_set_state(plugin=record, state=PluginState.INITIALIZED, reason=None, extra=extra)
@@ -152,7 +181,7 @@ def plugin_sync(
         candidates = [c for c in candidates if c.location in locations]
     say(f"Discovered {len(candidates)} plugin(s)")
 
-    to_probe: list[tuple[PluginRecord, ProbeSpec]] = []
+    to_probe: list[tuple[PluginRecord, ProbeSpec, Candidate]] = []
     for candidate in candidates:
         record = _upsert(candidate)
         if candidate.error:
@@ -160,7 +189,8 @@ def plugin_sync(
                 plugin=record,
                 state=PluginState.FAILED,
                 reason=candidate.error,
-                hint="fix manifest.json (its JSON Schema is documented in docs/plugins.md)",
+                hint=candidate.hint
+                or "fix manifest.json (its JSON Schema is documented in docs/plugins.md)",
                 fault_origin=FaultOrigin.LOAD,
                 extra={"loaded_at": None, "probed_at": timezone.now(), "quarantined": False},
             )
@@ -198,6 +228,7 @@ def plugin_sync(
                             entrypoint=record.entrypoint,
                             source=record.source,
                         ),
+                        candidate,
                     )
                 )
 
@@ -210,7 +241,7 @@ def plugin_sync(
     if to_probe:
         say(f"Probing {len(to_probe)} plugin(s) in isolated processes")
         results = probe_many(
-            [spec for _, spec in to_probe],
+            [spec for _, spec, _ in to_probe],
             timeout_s=settings.WARDEN_PROBE_TIMEOUT_S,
             memory_mb=settings.WARDEN_PROBE_MEMORY_MB,
             concurrency=settings.WARDEN_PROBE_CONCURRENCY,
@@ -218,8 +249,8 @@ def plugin_sync(
                 f"  {spec.name}: {'ok' if res.ok else res.reason} ({res.duration_ms:.0f} ms)"
             ),
         )
-        for record, spec in to_probe:
-            _apply_probe(record, results[spec.name])
+        for record, spec, candidate in to_probe:
+            _apply_probe(record, results[spec.name], candidate)
 
     records = PluginRecord.objects.all()
     if locations is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ TESTS = Path(__file__).resolve().parent
 RUNTIME_PLUGINS = TESTS / "plugins" / "runtime"
 PROBE_FAULTS = TESTS / "plugins" / "probe_faults"
 SAMPLES = ROOT / "plugin_packages"
+# ForgeSyte-format packages laid out as installed (package + .dist-info), one site folder each.
+FORGESYTE_SITES = TESTS / "plugins" / "forgesyte"
 
 
 @pytest.fixture
@@ -99,12 +102,33 @@ def worker_env(**extra: str) -> dict[str, str]:
 def celery_worker(
     django_db_setup: None, django_db_blocker: Any, redis_proc: Proc
 ) -> Iterator[Proc]:
-    """A real prefork Celery worker (concurrency 2, queue cpu) shared by the tests that need one."""
+    """A real prefork Celery worker (concurrency 2, queue cpu) shared by the tests that need one.
+
+    It can import the ForgeSyte fixture packages (its PYTHONPATH holds their sites); only tests
+    that put them on their own sys.path discover them, so other tests never see them.
+    """
+    sites = sorted(str(p) for p in FORGESYTE_SITES.iterdir() if p.is_dir())
     with django_db_blocker.unblock():
-        env = worker_env()
+        env = worker_env(PYTHONPATH=os.pathsep.join([str(ROOT), *sites]))
     proc = start_worker(env, Path(settings.VAR_DIR) / "worker.log", queues="cpu")
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def forgesyte_sites(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[Path]]:
+    """Install ForgeSyte fixture packages for this test: their sites on sys.path (discovery)
+    and on PYTHONPATH (probe children)."""
+
+    def install(*names: str) -> list[Path]:
+        sites = [FORGESYTE_SITES / name for name in names]
+        for site in sites:
+            assert any(site.glob("*.dist-info")), f"no installed package in {site}"
+            monkeypatch.syspath_prepend(str(site))
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(str(site) for site in sites))
+        return sites
+
+    return install
 
 
 @pytest.fixture

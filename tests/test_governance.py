@@ -12,12 +12,20 @@ PACKAGES = ("project", "plugins_app", "execution_app")
 RUNNER = "execution_app/runner.py"
 PROBE_CHILD = "plugins_app/probe_child.py"
 LOADER = "plugins_app/loader.py"
-LOADER_FUNCTIONS = frozenset({"load_plugin_class", "instantiate", "call_validate"})
+FORGESYTE_ADAPTER = "plugins_app/forgesyte/adapter.py"
+LOADER_FUNCTIONS = frozenset(
+    {"load_plugin_class", "instantiate", "call_validate", "describe_plugin"}
+)
 LOADER_CALLERS = frozenset({RUNNER, PROBE_CHILD})
 HEAVY_MODULES = frozenset({"torch", "cv2"})
 PLUGIN_MODULES = frozenset({"warden_plugins", "plugin_packages"})
 WEB_FRAMEWORKS = frozenset({"django", "rest_framework", "drf_spectacular", "celery"})
-DJANGO_FREE = (PROBE_CHILD, LOADER)
+# The loader imports the ForgeSyte adapter, so the adapter and its package must be Django-free too.
+DJANGO_FREE = (PROBE_CHILD, LOADER, FORGESYTE_ADAPTER, "plugins_app/forgesyte/__init__.py")
+# Project modules the Django-free ones may import: these packages' __init__, and these modules
+# (with any name imported from them).
+DJANGO_FREE_PACKAGES = frozenset({"plugins_app", "plugins_app.forgesyte"})
+DJANGO_FREE_MODULES = ("plugins_app.loader", "plugins_app.forgesyte.adapter")
 
 # `.run(` calls outside ToolRunner that are known not to call plugin code, as "file:line".
 # `subprocess.run(...)` is recognised by its receiver and needs no entry here.
@@ -152,7 +160,9 @@ def check_heavy_imports(rel: str, tree: ast.Module) -> list[str]:
 
 
 def _django_free_import(module: str) -> bool:
-    return module == "plugins_app" or (module + ".").startswith("plugins_app.loader.")
+    return module in DJANGO_FREE_PACKAGES or any(
+        (module + ".").startswith(f"{allowed}.") for allowed in DJANGO_FREE_MODULES
+    )
 
 
 def check_django_free(rel: str, tree: ast.Module) -> list[str]:
@@ -191,6 +201,7 @@ def test_it_finds_the_source_tree() -> None:
     assert RUNNER in files
     assert LOADER in files
     assert PROBE_CHILD in files
+    assert FORGESYTE_ADAPTER in files
     assert "plugins_app/services.py" in files
     assert "execution_app/services.py" in files
     assert not [rel for rel in files if "/migrations/" in rel]
@@ -322,12 +333,15 @@ def test_it_reports_django_imports_in_django_free_modules() -> None:
         "    import rest_framework\n"
         "    from plugins_app.models import PluginRecord\n"
         "    from . import probe\n"
+        "    from plugins_app.forgesyte.adapter import ForgeSyteAdapter\n"
+        "    from plugins_app.forgesyte import translate\n"
     )
     assert check_django_free(PROBE_CHILD, tree) == [
         "plugins_app/probe_child.py:4 imports django.conf",
         "plugins_app/probe_child.py:5 imports rest_framework",
         "plugins_app/probe_child.py:6 imports project module plugins_app.models",
         "plugins_app/probe_child.py:7 imports project module plugins_app.probe",
+        "plugins_app/probe_child.py:9 imports project module plugins_app.forgesyte.translate",
     ]
 
 

@@ -87,7 +87,10 @@ def test_it_lists_states_and_reasons(plugin_dir: Path) -> None:
 
 @pytest.mark.django_db
 def test_it_says_when_there_are_no_plugins() -> None:
-    assert run("list") == "No plugins found (WARDEN_PLUGIN_DIRS, entry points 'warden.plugins')\n"
+    assert run("list") == (
+        "No plugins found (WARDEN_PLUGIN_DIRS, entry points 'warden.plugins' and "
+        "'forgesyte.plugins')\n"
+    )
 
 
 def test_it_prints_one_plugin_with_its_traceback_and_history(plugin_dir: Path) -> None:

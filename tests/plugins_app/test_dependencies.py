@@ -268,3 +268,66 @@ def test_it_reports_a_model_path_that_is_a_directory(tmp_path: Path) -> None:
     assert check_model({"path": "models"}, tmp_path, {}) == Missing(
         f"Model file 'models' is a directory, not a file ({tmp_path / 'models'})", None
     )
+
+
+# --- dotted names are found without running any package's __init__ (issue #7 defect 3) -------
+
+BOOM_INIT = """\
+import os
+from pathlib import Path
+
+Path(__file__).with_name("IMPORTED").write_text(str(os.getpid()))
+raise RuntimeError("boom/__init__.py ran: a package was imported to find a submodule")
+"""
+
+
+def boom_package(site: Path) -> Path:
+    """A package whose __init__ marks a file and raises if anything imports it."""
+    package = site / "boom_pkg"
+    (package / "models").mkdir(parents=True)  # a namespace subpackage (no __init__.py)
+    (package / "__init__.py").write_text(BOOM_INIT)
+    (package / "sub.py").write_text("VALUE = 1\n")
+    (package / "inner").mkdir()
+    (package / "inner" / "__init__.py").write_text("")
+    (package / "models" / "weights.bin").write_bytes(b"WEIGHTS" + bytes(64))
+    return package
+
+
+@pytest.fixture
+def boom_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    site = tmp_path / "site"
+    boom_package(site)
+    monkeypatch.syspath_prepend(str(site))
+    return site / "boom_pkg"
+
+
+def test_it_finds_dotted_packages_without_importing_their_parents(boom_site: Path) -> None:
+    assert dependencies.check_python_package("boom_pkg.sub", {}) is None
+    assert dependencies.check_python_package("boom_pkg.inner", {}) is None
+    assert dependencies.check_python_package("boom_pkg.models", {}) is None
+    assert dependencies.check_python_package("boom_pkg.nope", {}) == Missing(
+        "Missing Python package 'boom_pkg.nope' (install with: pip install boom_pkg)",
+        "pip install boom_pkg",
+    )
+    assert dependencies.check_python_package("boom_pkg.sub.deeper", {}) is not None
+    assert not (boom_site / "IMPORTED").exists()
+    assert [m for m in sys.modules if m.startswith("boom_pkg")] == []
+
+
+def test_it_locates_a_model_in_a_dotted_package_without_importing_it(boom_site: Path) -> None:
+    entry = {"package": "boom_pkg.models", "path": "weights.bin", "magic": "WEIGHTS"}
+
+    assert dependencies.model_file_path(entry, None) == boom_site / "models" / "weights.bin"
+    assert check_model(entry, None, {}) is None
+    assert dependencies.model_file_path({"package": "boom_pkg.sub", "path": "x"}, None) == (
+        boom_site / "x"
+    )
+    assert not (boom_site / "IMPORTED").exists()
+    assert [m for m in sys.modules if m.startswith("boom_pkg")] == []
+
+
+def test_it_reports_a_module_of_an_already_imported_package() -> None:
+    assert dependencies.find_module_spec("json.decoder") is not None
+    assert dependencies.find_module_spec("json.nope") is None
+    assert dependencies.find_module_spec("json..decoder") is None
+    assert dependencies.find_module_spec("") is None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from plugins_app.discovery import discover
 from plugins_app.models import PluginRecord
 
 
@@ -71,3 +74,45 @@ def test_it_fails_a_broken_entry_point_with_its_reason(sync_plugins: Any, site: 
         "Entry point 'ghost' in group 'warden.plugins' is broken: module 'nope_not_installed' "
         "not found"
     )
+
+
+def test_it_locates_a_dotted_entry_point_without_running_its_package_init(
+    sync_plugins: Any, site: Path
+) -> None:
+    install(site, "boom = boom_ep.plugin")
+    package = site / "boom_ep"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import os\nfrom pathlib import Path\n"
+        "Path(__file__).with_name('IMPORTED').write_text(str(os.getpid()))\n"
+        "raise RuntimeError('boom_ep/__init__.py ran')\n"
+    )
+    (package / "plugin.py").write_text(
+        "class Plugin:\n    def run(self, tool, args):\n        return {}\n"
+    )
+    (package / "manifest.json").write_text(
+        json.dumps(
+            {
+                "name": "boom",
+                "version": "1",
+                "entrypoint": "boom_ep.plugin:Plugin",
+                "tools": [{"name": "t"}],
+            }
+        )
+    )
+
+    [candidate] = [c for c in discover([]) if c.location.startswith("entry-point:boom=")]
+
+    assert (candidate.name, candidate.folder, candidate.error) == ("boom", package, None)
+    assert not (package / "IMPORTED").exists()
+    assert "boom_ep" not in sys.modules
+
+    sync_plugins()
+
+    record = PluginRecord.objects.get(name="boom")
+    assert (record.state, record.reason) == (
+        "FAILED",
+        "ImportError: RuntimeError: boom_ep/__init__.py ran",
+    )
+    assert (package / "IMPORTED").read_text() != str(os.getpid())  # the probe child ran it
+    assert "boom_ep" not in sys.modules

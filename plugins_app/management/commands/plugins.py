@@ -52,7 +52,8 @@ class Command(BaseCommand):
         rows = [plugin_health(p) for p in plugin_list()]
         if not rows:
             self.stdout.write(
-                "No plugins found (WARDEN_PLUGIN_DIRS, entry points 'warden.plugins')"
+                "No plugins found (WARDEN_PLUGIN_DIRS, entry points 'warden.plugins' and "
+                "'forgesyte.plugins')"
             )
             return
         width = max(len(r["name"]) for r in rows) + 2

@@ -1,0 +1,1 @@
+"""ForgeSyte OCR plugin (Tesseract)."""

@@ -1,0 +1,1 @@
+"""ForgeSyte plugins: discovery and translation (parent side), the adapter (children only)."""

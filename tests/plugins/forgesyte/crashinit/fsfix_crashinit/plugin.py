@@ -1,0 +1,5 @@
+class Plugin:
+    tools = {"never": {"handler": "never"}}
+
+    def never(self):
+        return {}

@@ -1,0 +1,5 @@
+class Plugin:
+    tools = {"x": {"handler": "x"}}
+
+    def x(self):
+        return {}
