@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models.functions import Now
 
 
 class JobStatus(models.TextChoices):
@@ -18,8 +19,8 @@ ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
 
 
 def input_upload_to(job: Job, filename: str) -> str:
-    """Store each job's input under its own id."""
-    return f"job-inputs/{job.id}/input"
+    """Store each job's input under its own name (one object, no per-job folder)."""
+    return f"job-inputs/{job.id}"
 
 
 class Job(models.Model):
@@ -46,7 +47,8 @@ class Job(models.Model):
     hard_timeout_s = models.FloatField()
     memory_mb = models.PositiveIntegerField()
     queue = models.CharField(max_length=16, default="cpu")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The database's clock, like every other job time (one clock for every host).
+    created_at = models.DateTimeField(db_default=Now(), db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
@@ -74,3 +76,14 @@ class Job(models.Model):
     def is_terminal(self) -> bool:
         """Whether the job reached SUCCESS or FAILED (final)."""
         return self.status not in ACTIVE_STATUSES
+
+
+class JobInputData(models.Model):
+    """A job's input file, in the database so that a worker on any host can read it (the default,
+    WARDEN_INPUT_STORAGE=database; with "storage" it goes to Job.input_file instead)."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    data = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"input of job {self.job_id}"

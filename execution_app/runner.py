@@ -24,17 +24,19 @@ from django.conf import settings
 
 import warden
 from plugins_app.loader import call_validate, instantiate, load_plugin_class
-from plugins_app.models import PluginRecord
+from plugins_app.models import PluginHost, PluginRecord
+from plugins_app.selectors import plugin_host_entry
 from project.errors import WardenError
 from project.storable import storable_text
 
 from .containment import JobTree, worker_containment
 from .models import Job
 from .output import OutputCapture
-from .services import job_finish, memory_error, timeout_error
+from .services import job_finish, job_input_read, memory_error, timeout_error
 from .slots import RunningSlot
-from .validation import args_validate, output_validate, plugin_admit, tool_resolve
+from .validation import args_validate, output_validate, plugin_admit_here, tool_resolve
 from .watchdog import MemoryWatch
+from .workers import worker_host_name
 
 logger = logging.getLogger(__name__)
 MAX_TRACEBACK = 20_000
@@ -46,8 +48,9 @@ class _Loaded:
     instance: Any
 
 
-def _plugin_key(plugin: PluginRecord) -> tuple[Any, ...]:
-    return (plugin.pk, plugin.location, plugin.version, plugin.probed_at)
+def _plugin_key(plugin: PluginRecord, entry: PluginHost) -> tuple[Any, ...]:
+    # A re-probe on this host (a new probed_at) reloads the plugin; other hosts' syncs do not.
+    return (plugin.pk, entry.location, entry.version, entry.probed_at)
 
 
 class ToolRun:
@@ -162,10 +165,13 @@ class ToolRunner:
             plugin = job.plugin
             if plugin is None:
                 raise WardenError("PluginNotFound", f"No plugin named '{job.plugin_name}'")
-            plugin_admit(plugin)
+            host = worker_host_name()
+            entry = plugin_host_entry(plugin_id=plugin.pk, host=host)
+            plugin_admit_here(plugin, entry, host)
+            assert entry is not None  # admitted
             tool = tool_resolve(plugin, job.tool)
             args_validate(plugin, tool, job.args)
-            instance = self._instance(plugin)  # loading is not timed against the job's limits
+            instance = self._instance(plugin, entry)  # loading is not timed against job limits
             call_args = self._call_args(job)
             run = self._scope(job, plugin)
             with run:
@@ -278,19 +284,20 @@ class ToolRunner:
             trace,
         )
 
-    def _instance(self, plugin: PluginRecord) -> Any:
-        """Return this child's instance of the plugin, importing and initialising it once."""
+    def _instance(self, plugin: PluginRecord, entry: PluginHost) -> Any:
+        """Return this child's instance of the plugin, importing and initialising it once from
+        where this host has it."""
         cached = self._loaded.get(plugin.name)
-        key = _plugin_key(plugin)
+        key = _plugin_key(plugin, entry)
         if cached is not None and cached.key == key:
             return cached.instance
-        folder = plugin.location if plugin.source == "directory" else None
+        folder = entry.location if entry.source == "directory" else None
         try:
             cls = load_plugin_class(
                 name=plugin.name,
                 folder=folder,
                 entrypoint=plugin.entrypoint,
-                source=plugin.source,
+                source=entry.source,
                 fresh=cached is not None,
             )
             instance = instantiate(cls)
@@ -314,16 +321,16 @@ class ToolRunner:
         """The tool's args, with the stored input file added; an unreadable input is Warden's
         failure (ServiceUnavailable), not the plugin's."""
         args = dict(job.args)
-        if job.input_file:
-            try:
-                with job.input_file.open("rb") as handle:
-                    args["image_bytes"] = handle.read()
-            except OSError as exc:
-                raise WardenError(
-                    "ServiceUnavailable",
-                    f"The worker could not read the input of job {job.pk}: {type(exc).__name__}",
-                    details={"exception": type(exc).__name__},
-                    plugin=job.plugin_name,
-                ) from exc
+        try:
+            data = job_input_read(job)
+        except OSError as exc:
+            raise WardenError(
+                "ServiceUnavailable",
+                f"The worker could not read the input of job {job.pk}: {type(exc).__name__}",
+                details={"exception": type(exc).__name__},
+                plugin=job.plugin_name,
+            ) from exc
+        if data is not None:
+            args["image_bytes"] = data
             args["mime_type"] = job.input_mime_type or None
         return args

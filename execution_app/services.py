@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,7 +13,8 @@ from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F
+from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models.functions import Now
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
@@ -25,7 +25,7 @@ from plugins_app.services import plugin_record_outcome
 from project.errors import PLUGIN_FAULTS, WardenError
 
 from .containment import worker_containment
-from .models import ACTIVE_STATUSES, Job, JobStatus
+from .models import ACTIVE_STATUSES, Job, JobInputData, JobStatus
 from .output import output_tail
 from .slots import marker_read, slot_files_remove, slot_info
 from .validation import (
@@ -35,7 +35,7 @@ from .validation import (
     timeout_resolve,
     tool_resolve,
 )
-from .workers import queue_has_live_worker
+from .workers import live_hosts_or_none, queue_has_live_worker, worker_host_name
 
 logger = logging.getLogger(__name__)
 # Sent by name: services never import tasks (tests/test_governance.py).
@@ -50,11 +50,11 @@ CLAIM_FIELDS = (
     "args",
     "input_file",
     "input_mime_type",
+    "input_size",
     "timeout_s",
     "memory_mb",
     "plugin__id",
     "plugin__name",
-    "plugin__location",
     "plugin__source",
     "plugin__version",
     "plugin__entrypoint",
@@ -65,9 +65,6 @@ CLAIM_FIELDS = (
     "plugin__hint",
     "plugin__fault_origin",
     "plugin__quarantined",
-    "plugin__shadowed",
-    "plugin__missing",
-    "plugin__probed_at",
     "plugin__recent_execution_ms",
     "plugin__metrics_version",
 )
@@ -79,8 +76,7 @@ ADMIT_FIELDS = (
     "hint",
     "fault_origin",
     "quarantined",
-    "shadowed",
-    "missing",
+    "version",
     "tools",
     "timeout_s",
     "memory_mb",
@@ -111,13 +107,16 @@ def analysis_validate(
 ) -> JobInput:
     """Check an analyze request against the registry; raise WardenError before anything queues."""
     plugin = (
-        PluginRecord.objects.filter(name=plugin_name, shadowed=False).only(*ADMIT_FIELDS).first()
+        PluginRecord.objects.filter(name=plugin_name)
+        .only(*ADMIT_FIELDS)
+        .prefetch_related("hosts")
+        .first()
     )
     if plugin is None:
         raise WardenError(
             "PluginNotFound", f"No plugin named '{plugin_name}'", details={"field": "plugin"}
         )
-    plugin_admit(plugin)
+    plugin_admit(plugin, live_hosts_or_none())
     entry = tool_resolve(plugin, tool)
     args = {} if args is None else args
     args_validate(plugin, entry, args)
@@ -146,11 +145,30 @@ def job_create(*, job_input: JobInput) -> Job:
         queue="gpu" if plugin.requires_gpu else "cpu",
         client_limit=job_input.timeout_s < plugin.timeout_s,
     )
+    in_storage = settings.WARDEN_INPUT_STORAGE == "storage"
     with transaction.atomic():
-        if job_input.file_bytes is not None:
+        if job_input.file_bytes is not None and in_storage:
             job.input_file.save("input", ContentFile(job_input.file_bytes), save=False)
         job.save(force_insert=True)
+        if job_input.file_bytes is not None and not in_storage:
+            JobInputData.objects.create(job=job, data=job_input.file_bytes)
     return job
+
+
+def job_input_read(job: Job) -> bytes | None:
+    """The job's input file, wherever it is stored (None if the job has none).
+
+    Raises OSError when the storage cannot be read.
+    """
+    if job.input_file:
+        with job.input_file.open("rb") as handle:
+            return bytes(handle.read())
+    if not job.input_size:
+        return None
+    data = JobInputData.objects.filter(job_id=job.pk).values_list("data", flat=True).first()
+    if data is None:
+        raise FileNotFoundError(f"the input of job {job.pk} is not in the database")
+    return bytes(data)
 
 
 def job_dispatch(job: Job) -> None:
@@ -217,14 +235,15 @@ def job_claim(*, job_id: str, hard_timeout_s: float) -> Job | None:
     """Atomically move a PENDING job to RUNNING for this worker; None if it is not PENDING.
 
     `hard_timeout_s` (carried by the task message), plus the time loading the plugin may take,
-    sets the deadline the reaper checks.
+    sets the deadline the reaper checks. Times come from the database's clock (one clock for
+    every host: the reaper compares them with it too).
     """
-    now = timezone.now()
+    budget = timedelta(seconds=hard_timeout_s + settings.WARDEN_LOAD_TIMEOUT_S)
     claimed = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
         status=JobStatus.RUNNING,
-        started_at=now,
-        deadline_at=now + timedelta(seconds=hard_timeout_s + settings.WARDEN_LOAD_TIMEOUT_S),
-        worker_host=socket.gethostname(),
+        started_at=Now(),
+        deadline_at=ExpressionWrapper(Now() + budget, output_field=DateTimeField()),
+        worker_host=worker_host_name(),
         worker_pid=os.getpid(),
         attempts=F("attempts") + 1,
     )
@@ -252,8 +271,7 @@ def job_finish(
     faults count against the plugin, and a timeout at a limit the client lowered does not
     (CONTRACT.md §5).
     """
-    now = timezone.now()
-    fields: dict[str, Any] = {"finished_at": now}
+    fields: dict[str, Any] = {"finished_at": Now()}
     if output:
         fields["output"] = output
     if execution_ms is not None:
@@ -469,15 +487,17 @@ def jobs_reap() -> dict[str, int]:
 
     Returns how many of each were failed.
     """
-    now = timezone.now()
-    # A margin past the hard deadline leaves the worker's own hooks time to record the end.
+    # Compared on the database's clock, the one that wrote the deadlines. A margin past the hard
+    # deadline leaves the worker's own hooks time to record the end.
+    grace = timedelta(seconds=settings.WARDEN_REAPER_GRACE_S)
+    ttl = timedelta(seconds=settings.WARDEN_PENDING_TTL_S)
     stale_running = Job.objects.filter(
         status=JobStatus.RUNNING,
-        deadline_at__lt=now - timedelta(seconds=settings.WARDEN_REAPER_GRACE_S),
+        deadline_at__lt=ExpressionWrapper(Now() - grace, output_field=DateTimeField()),
     ).values_list("pk", "plugin_name", "worker_host", "hard_timeout_s")
     stale_pending = Job.objects.filter(
         status=JobStatus.PENDING,
-        created_at__lt=now - timedelta(seconds=settings.WARDEN_PENDING_TTL_S),
+        created_at__lt=ExpressionWrapper(Now() - ttl, output_field=DateTimeField()),
     ).values_list("pk", "plugin_name", "queue")
     counts = {"running": 0, "pending": 0}
     for pk, plugin, host, hard in stale_running:

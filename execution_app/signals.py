@@ -20,6 +20,7 @@ from .containment import (
     worker_containment_set,
 )
 from .supervisor import Supervisor, supervisor_set
+from .workers import worker_host_name, worker_host_name_set
 
 logger = logging.getLogger(__name__)
 _heartbeat: Any = None
@@ -43,9 +44,10 @@ def tighten_pool_maintenance(**_: Any) -> None:
 
 
 @worker_init.connect
-def set_up_containment(**_: Any) -> None:
-    """Choose how jobs' process trees are contained (before the pool forks its children, which
-    inherit the choice) and make the main process a child subreaper."""
+def set_up_containment(sender: Any = None, **_: Any) -> None:
+    """Remember this worker's host name; choose how jobs' process trees are contained (before
+    the pool forks its children, which inherit both) and make the main process a subreaper."""
+    worker_host_name_set(getattr(sender, "hostname", None) or settings.WARDEN_HOST_NAME)
     containment = containment_setup(
         settings.WARDEN_CONTAINMENT, job_max_pids=settings.WARDEN_JOB_MAX_PIDS
     )
@@ -98,11 +100,12 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
         )
         supervisor_set(_supervisor)
         _supervisor.start()
+    queues = [q.name for q in sender.app.amqp.queues.consume_from.values()] if sender else []
     if settings.WARDEN_SYNC_ON_WORKER_START:
         from plugins_app.services import plugin_sync
 
         try:
-            outcomes = plugin_sync()
+            outcomes = plugin_sync(host=worker_host_name(), queues=queues)
             logger.info("plugin sync at worker start: %d plugin(s)", len(outcomes))
         except Exception:
             logger.exception("plugin sync at worker start failed")
@@ -110,7 +113,6 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
             connections.close_all()
     if _supervisor is not None:
         _supervisor.sweeping = True
-    queues = [q.name for q in sender.app.amqp.queues.consume_from.values()] if sender else []
     hostname = getattr(sender, "hostname", None) or os.uname().nodename
     _heartbeat = Heartbeat(hostname, queues or ["cpu"])
     _heartbeat.start()

@@ -10,7 +10,8 @@ from typing import Any
 
 import jsonschema
 
-from plugins_app.models import PluginRecord
+from plugins_app.models import PluginHost, PluginRecord
+from plugins_app.selectors import host_ready, plugin_availability
 from project.errors import WardenError
 from project.storable import has_unstorable_text
 
@@ -46,27 +47,56 @@ def sniff_mime_type(data: bytes) -> str | None:
     return None
 
 
-def plugin_admit(plugin: PluginRecord) -> None:
-    """Raise PluginUnavailable unless the plugin accepts jobs (CONTRACT.md §3 rule 5)."""
-    if plugin.accepting_jobs:
+def plugin_admit(plugin: PluginRecord, live: dict[str, set[str]] | None) -> None:
+    """Raise PluginUnavailable unless the plugin accepts jobs (CONTRACT.md §3 rule 5).
+
+    `live` maps hosts with live workers to their queues (None: unknown). When live workers
+    consume the plugin's queue, one of their hosts must have it ready; when none does, the job
+    is let through to dispatch, which answers 503 (no worker consumes the queue at all).
+    """
+    availability = plugin_availability(plugin, live=live)
+    if availability.accepting_jobs or (
+        availability.queue_has_worker is False and not plugin.quarantined
+    ):
         return
     if plugin.quarantined:
-        why = f"quarantined: {plugin.reason}"
-    elif plugin.shadowed or plugin.missing:
-        why = f"{plugin.state}: {plugin.reason}"
-    elif plugin.state == "LOADED":
-        why = "LOADED: not probed yet; run `manage.py plugins sync`"
+        why = f"quarantined: {availability.reason}"
+    elif availability.state == "LOADED":
+        why = f"LOADED: {availability.reason}"
     else:
-        why = f"{plugin.state}: {plugin.reason}"
+        why = f"{availability.state}: {availability.reason}"
     raise WardenError(
         "PluginUnavailable",
         f"Plugin '{plugin.name}' is not accepting jobs ({why})",
         details={
-            "state": plugin.state,
-            "reason": plugin.reason,
-            "hint": plugin.hint,
+            "state": availability.state,
+            "reason": availability.reason,
+            "hint": availability.hint,
             "quarantined": plugin.quarantined,
+            "hosts": [
+                {"host": h["host"], "state": h["state"], "reason": h["reason"], "alive": h["alive"]}
+                for h in availability.hosts
+            ],
         },
+        plugin=plugin.name,
+    )
+
+
+def plugin_admit_here(plugin: PluginRecord, entry: PluginHost | None, host: str) -> None:
+    """In a worker child: raise PluginUnavailable unless the plugin is ready on this host and not
+    quarantined (the registry may have changed since the request was admitted)."""
+    if entry is not None and host_ready(plugin, entry) and not plugin.quarantined:
+        return
+    if plugin.quarantined:
+        why = f"quarantined: {plugin.reason}"
+    elif entry is None:
+        why = f"not found on host {host}; sync this host (`manage.py plugins sync`)"
+    else:
+        why = f"{entry.state} on host {host}: {entry.reason}"
+    raise WardenError(
+        "PluginUnavailable",
+        f"Plugin '{plugin.name}' is not accepting jobs ({why})",
+        details={"host": host, "quarantined": plugin.quarantined},
         plugin=plugin.name,
     )
 

@@ -62,6 +62,61 @@ def queue_has_live_worker(queue: str) -> bool:
     return False
 
 
+JOB_QUEUES = ("cpu", "gpu")
+LIVE_HOSTS_CACHE_S = 1.0
+_live_hosts: tuple[float, dict[str, set[str]]] = (0.0, {})
+
+
+def node_host(node: str) -> str:
+    """The host part of a Celery node name ("warden@gpu-1" -> "gpu-1")."""
+    return node.rpartition("@")[2] or node
+
+
+_host_name: str | None = None
+
+
+def worker_host_name() -> str:
+    """This worker's host in per-host plugin availability: the host part of its node name (set
+    at worker start), else WARDEN_HOST_NAME."""
+    return _host_name or str(settings.WARDEN_HOST_NAME)
+
+
+def worker_host_name_set(node: str) -> None:
+    """Remember this worker's node name (worker main process, before the pool forks)."""
+    global _host_name
+    _host_name = node_host(node)
+
+
+def live_hosts() -> dict[str, set[str]]:
+    """Map each host with a live worker to the job queues its live workers consume (reused for
+    LIVE_HOSTS_CACHE_S seconds: health reads are frequent, heartbeats every BEAT_S).
+
+    Raises redis.RedisError if Redis cannot be reached.
+    """
+    global _live_hosts
+    now = time.monotonic()
+    if _live_hosts[0] > now:
+        return _live_hosts[1]
+    since = time.time() - TTL_S
+    pipe = _client().pipeline()
+    for queue in JOB_QUEUES:
+        pipe.zrangebyscore(_key(queue), since, "+inf")
+    hosts: dict[str, set[str]] = {}
+    for queue, names in zip(JOB_QUEUES, pipe.execute(), strict=True):
+        for name in names:
+            hosts.setdefault(node_host(name.decode()), set()).add(queue)
+    _live_hosts = (now + LIVE_HOSTS_CACHE_S, hosts)
+    return hosts
+
+
+def live_hosts_or_none() -> dict[str, set[str]] | None:
+    """live_hosts(), or None when Redis cannot be reached (liveness unknown)."""
+    try:
+        return live_hosts()
+    except redis.RedisError:
+        return None
+
+
 class Heartbeat:
     """Daemon thread in the worker's main process announcing the queues it consumes."""
 

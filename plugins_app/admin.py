@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from .models import PluginRecord, PluginStateTransition
-from .selectors import plugin_reported_state, plugin_uptime_seconds
+from .models import PluginHost, PluginRecord, PluginState, PluginStateTransition
+from .selectors import (
+    Availability,
+    plugin_availability,
+    plugin_reported_state,
+    plugin_uptime_seconds,
+)
 from .services import plugin_sync
 
 STATE_COLOURS = {
@@ -34,11 +39,60 @@ def state_badge(state: str, extra: str = "", colour_of: str | None = None) -> st
     )
 
 
+def _availability(obj: PluginRecord) -> Availability:
+    from execution_app.workers import live_hosts_or_none
+
+    return plugin_availability(obj, live=live_hosts_or_none())
+
+
+class StateFilter(admin.SimpleListFilter):
+    """By state as any host reports it (FAILED also matches a runtime failure or quarantine)."""
+
+    title = "state"
+    parameter_name = "state__exact"
+
+    def lookups(
+        self,
+        request: HttpRequest,
+        model_admin: admin.ModelAdmin,  # type: ignore[type-arg]
+    ) -> list[tuple[str, str]]:
+        return [(s.value, s.label) for s in PluginState]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[PluginRecord]
+    ) -> QuerySet[PluginRecord]:
+        value = self.value()
+        if not value:
+            return queryset
+        matches = Q(hosts__state=value, hosts__shadowed=False)
+        if value == PluginState.FAILED:
+            matches |= Q(state=PluginState.FAILED) | Q(quarantined=True)
+        elif value == PluginState.INITIALIZED:
+            matches &= ~Q(state=PluginState.FAILED) & Q(quarantined=False)
+        return queryset.filter(matches).distinct()
+
+
+class PluginHostInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = PluginHost
+    extra = 0
+    can_delete = False
+    fields = ("host", "state_badge", "reason", "hint", "location", "version", "queues", "probed_at")
+    readonly_fields = fields
+    verbose_name_plural = "Hosts (what each host found at its last sync)"
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="State")
+    def state_badge(self, obj: PluginHost) -> str:
+        return state_badge(obj.state, " (duplicate)" if obj.shadowed else "")
+
+
 class PluginStateTransitionInline(admin.TabularInline):  # type: ignore[type-arg]
     model = PluginStateTransition
     extra = 0
     can_delete = False
-    fields = ("at", "from_state", "to_state", "reason")
+    fields = ("at", "host", "from_state", "to_state", "reason")
     readonly_fields = fields
     ordering = ["-at", "-id"]
     verbose_name_plural = "State history"
@@ -61,10 +115,10 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "avg_execution_time_ms",
         "last_used",
     ]
-    list_filter = ["state", "requires_gpu", "quarantined", "fault_origin", "shadowed", "missing"]
-    search_fields = ["name", "description", "reason", "location"]
+    list_filter = [StateFilter, "requires_gpu", "quarantined", "fault_origin", "hosts__host"]
+    search_fields = ["name", "description", "reason", "hosts__reason", "hosts__location"]
     actions = ["reprobe"]
-    inlines = [PluginStateTransitionInline]
+    inlines = [PluginHostInline, PluginStateTransitionInline]
     fieldsets = [
         (None, {"fields": ["name", "badge", "reason", "hint", "version", "description"]}),
         (
@@ -88,7 +142,6 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "Definition",
             {
                 "fields": [
-                    "location",
                     "source",
                     "entrypoint",
                     "requires_gpu",
@@ -101,38 +154,41 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         ),
         (
             "Probe",
-            {
-                "fields": [
-                    "probed_at",
-                    "probe_duration_ms",
-                    "fault_origin",
-                    "shadowed",
-                    "missing",
-                    "probe_traceback",
-                ]
-            },
+            {"fields": ["probed_at", "fault_origin", "probe_tracebacks"]},
         ),
         ("Recent failed jobs", {"fields": ["recent_failures"]}),
     ]
     readonly_fields = [
         f.name for f in PluginRecord._meta.get_fields() if getattr(f, "concrete", False)
-    ] + ["badge", "uptime", "tools_table", "manifest_pretty", "recent_failures"]
+    ] + ["badge", "uptime", "tools_table", "manifest_pretty", "recent_failures", "probe_tracebacks"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # plugins come from discovery, not from a form
 
     @admin.display(description="State", ordering="state")
     def badge(self, obj: PluginRecord) -> str:
-        return state_badge(plugin_reported_state(obj), " (quarantined)" if obj.quarantined else "")
+        state = plugin_reported_state(obj, _availability(obj))
+        return state_badge(state, " (quarantined)" if obj.quarantined else "")
 
     @admin.display(description="Reason")
     def short_reason(self, obj: PluginRecord) -> str:
-        reason = obj.reason or ""
+        reason = _availability(obj).reason or ""
         return reason if len(reason) <= 120 else reason[:117] + "..."
 
     @admin.display(description="Uptime (s)")
     def uptime(self, obj: PluginRecord) -> float | None:
-        return plugin_uptime_seconds(obj)
+        return plugin_uptime_seconds(obj, _availability(obj))
+
+    @admin.display(description="Probe output / tracebacks, per host")
+    def probe_tracebacks(self, obj: PluginRecord) -> str:
+        entries = [e for e in obj.hosts.all() if e.probe_traceback]
+        if not entries:
+            return "-"
+        return format_html_join(
+            "",
+            "<p><b>{}</b> {}</p><pre>{}</pre>",
+            ((e.host, e.location, e.probe_traceback) for e in entries),
+        )
 
     @admin.display(description="Tools")
     def tools_table(self, obj: PluginRecord) -> str:
@@ -181,7 +237,7 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.action(description="Re-probe selected plugins")
     def reprobe(self, request: HttpRequest, queryset: QuerySet[PluginRecord]) -> None:
-        outcomes = plugin_sync(locations=list(queryset.values_list("location", flat=True)))
+        outcomes = plugin_sync(names=list(queryset.values_list("name", flat=True)))
         for outcome in outcomes:
             level = messages.SUCCESS if outcome.state == "INITIALIZED" else messages.WARNING
             reason = f" ({outcome.reason})" if outcome.reason else ""

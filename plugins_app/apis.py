@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from execution_app.workers import live_hosts_or_none
 from project.errors import WardenError
 
 from .selectors import plugin_get, plugin_health, plugin_list
@@ -30,7 +31,8 @@ class PluginListApi(APIView):
     @extend_schema(responses=PluginHealthSerializer(many=True), operation_id="plugins_list")
     def get(self, request: Request) -> Response:
         """Every plugin's health record, sorted by name."""
-        records = [plugin_health(p) for p in plugin_list()]
+        live = live_hosts_or_none()
+        records = [plugin_health(p, live) for p in plugin_list()]
         return Response(PluginHealthSerializer(records, many=True).data)
 
 
@@ -45,4 +47,4 @@ class PluginHealthApi(APIView):
             raise WardenError(
                 "PluginNotFound", f"No plugin named '{name}'", plugin=name, status=404
             )
-        return Response(PluginHealthSerializer(plugin_health(plugin)).data)
+        return Response(PluginHealthSerializer(plugin_health(plugin, live_hosts_or_none())).data)

@@ -1,16 +1,40 @@
-"""Reads of the plugin registry: health records, straight from the database."""
+"""Reads of the plugin registry: a plugin's availability across hosts and its health record."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.apps import apps
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 
-from .models import FaultOrigin, PluginRecord, PluginState
+from .models import FaultOrigin, PluginHost, PluginRecord, PluginState
 
 RUNNING = "RUNNING"
+# "Best" first: the state a plugin reports is the best of its hosts'.
+STATE_RANK: dict[str, int] = {
+    PluginState.INITIALIZED: 0,
+    PluginState.FAILED: 1,
+    PluginState.UNAVAILABLE: 2,
+    PluginState.LOADED: 3,
+}
+NOT_PROBED = (
+    "Not probed on any host yet: start a worker (it syncs at start) or run `manage.py plugins sync`"
+)
+
+
+@dataclass
+class Availability:
+    """Whether and where a plugin can run now, and why not."""
+
+    state: str
+    reason: str | None
+    hint: str | None
+    accepting_jobs: bool
+    # Some live worker consumes the plugin's queue (None: liveness unknown, Redis unreachable).
+    queue_has_worker: bool | None
+    hosts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _with_running(queryset: QuerySet[PluginRecord]) -> QuerySet[PluginRecord]:
@@ -19,43 +43,138 @@ def _with_running(queryset: QuerySet[PluginRecord]) -> QuerySet[PluginRecord]:
     return queryset.annotate(has_running_job=Exists(running))
 
 
+def _with_hosts(queryset: QuerySet[PluginRecord]) -> QuerySet[PluginRecord]:
+    return queryset.prefetch_related(
+        Prefetch("hosts", queryset=PluginHost.objects.order_by("host", "shadowed", "location"))
+    )
+
+
 def plugin_list() -> QuerySet[PluginRecord]:
-    """Return every plugin record sorted by name, annotated with `has_running_job`."""
-    return _with_running(PluginRecord.objects.order_by("name", "shadowed", "location"))
+    """Every plugin record sorted by name, with its hosts and `has_running_job`."""
+    return _with_hosts(_with_running(PluginRecord.objects.order_by("name")))
 
 
 def plugin_get(*, name: str) -> PluginRecord | None:
-    """Return the active (non-shadowed) record called `name`, or None."""
-    return _with_running(PluginRecord.objects.filter(name=name, shadowed=False)).first()
+    """The record called `name` (with its hosts and `has_running_job`), or None."""
+    return _with_hosts(_with_running(PluginRecord.objects.filter(name=name))).first()
 
 
-def plugin_reported_state(plugin: PluginRecord) -> str:
-    """Return the state to report: RUNNING while one of its jobs runs, else the stored state."""
-    if getattr(plugin, "has_running_job", False) and plugin.state in (
+def plugin_host_entry(*, plugin_id: int, host: str) -> PluginHost | None:
+    """What `host` reported about the plugin (its active, non-duplicate location), or None."""
+    return (
+        PluginHost.objects.filter(plugin_id=plugin_id, host=host, shadowed=False)
+        .only("location", "source", "version", "state", "reason", "shadowed", "probed_at")
+        .first()
+    )
+
+
+def host_ready(plugin: PluginRecord, entry: PluginHost) -> bool:
+    """Whether `entry` says the plugin can run on that host (and runs the registry's version)."""
+    return (
+        entry.state == PluginState.INITIALIZED
+        and not entry.shadowed
+        and (not plugin.version or not entry.version or entry.version == plugin.version)
+    )
+
+
+def _host_reason(plugin: PluginRecord, entry: PluginHost) -> str | None:
+    if entry.state == PluginState.INITIALIZED and not host_ready(plugin, entry):
+        return (
+            f"runs version {entry.version} here, the registry has {plugin.version} (synced "
+            "elsewhere); deploy one version on every host and re-probe"
+        )
+    return entry.reason
+
+
+def plugin_availability(
+    plugin: PluginRecord,
+    hosts: list[PluginHost] | None = None,
+    live: dict[str, set[str]] | None = None,
+) -> Availability:
+    """Combine the plugin's record with what each host reported (CONTRACT.md §3, issue #8).
+
+    `live` maps hosts with a live worker to the queues they consume (None: unknown). The plugin
+    reports the best state among the hosts whose live workers consume its queue (all its hosts
+    when none does or liveness is unknown); it accepts jobs when it is not quarantined and one of
+    those hosts has it ready. A runtime failure (its last job failed) keeps it accepting.
+    """
+    entries = list(plugin.hosts.all()) if hosts is None else hosts
+    queue = plugin.queue
+    views = [
+        {
+            "host": entry.host,
+            "location": entry.location,
+            "queues": sorted(live.get(entry.host, set())) if live else list(entry.queues),
+            "state": entry.state,
+            "reason": _host_reason(plugin, entry),
+            "hint": entry.hint,
+            "probed_at": entry.probed_at,
+            "alive": None if live is None else queue in live.get(entry.host, set()),
+            "shadowed": entry.shadowed,
+        }
+        for entry in entries
+    ]
+    active = [(e, v) for e, v in zip(entries, views, strict=True) if not e.shadowed]
+    alive = [(e, v) for e, v in active if v["alive"]]
+    queue_has_worker = None if live is None else any(queue in q for q in live.values())
+    pool = alive or active
+    ready = [e for e, _ in pool if host_ready(plugin, e)]
+    if not active:
+        return Availability(PluginState.LOADED, NOT_PROBED, None, False, queue_has_worker, views)
+    if plugin.quarantined:
+        return Availability(
+            PluginState.FAILED, plugin.reason, plugin.hint, False, queue_has_worker, views
+        )
+    if ready:
+        runtime_failed = (
+            plugin.state == PluginState.FAILED and plugin.fault_origin == FaultOrigin.RUNTIME
+        )
+        if runtime_failed:
+            return Availability(
+                PluginState.FAILED, plugin.reason, plugin.hint, True, queue_has_worker, views
+            )
+        return Availability(PluginState.INITIALIZED, None, None, True, queue_has_worker, views)
+    ranked = sorted(pool, key=lambda ev: STATE_RANK.get(ev[0].state, 9))
+    best, _ = ranked[0]
+    state = PluginState.FAILED if best.state == PluginState.INITIALIZED else best.state
+    if len(pool) == 1:
+        reason = _host_reason(plugin, best)
+    else:
+        reason = "; ".join(f"{e.host}: {_host_reason(plugin, e) or e.state}" for e, _ in ranked)
+    hints = [e.hint for e, _ in ranked if e.hint]
+    hint = "; ".join(dict.fromkeys(hints)) or None
+    return Availability(state, reason, hint, False, queue_has_worker, views)
+
+
+def plugin_reported_state(plugin: PluginRecord, availability: Availability) -> str:
+    """The state to report: RUNNING while one of its jobs runs, else its availability's state."""
+    if getattr(plugin, "has_running_job", False) and availability.state in (
         PluginState.INITIALIZED,
         PluginState.FAILED,
     ):
         return RUNNING
-    return plugin.state
+    return availability.state
 
 
-def plugin_uptime_seconds(plugin: PluginRecord) -> float | None:
-    """Return seconds since the plugin was last loaded successfully, or None if not loaded."""
-    if plugin.loaded_at is None or plugin.fault_origin == FaultOrigin.LOAD:
+def plugin_uptime_seconds(plugin: PluginRecord, availability: Availability) -> float | None:
+    """Seconds since the plugin was last loaded successfully, or None if it cannot run now."""
+    if plugin.loaded_at is None or not availability.accepting_jobs:
         return None
     return round((timezone.now() - plugin.loaded_at).total_seconds(), 3)
 
 
-def plugin_health(plugin: PluginRecord) -> dict[str, Any]:
-    """Return the health record of CONTRACT.md §4 (every field present, null where unknown)."""
+def plugin_health(plugin: PluginRecord, live: dict[str, set[str]] | None = None) -> dict[str, Any]:
+    """The health record of CONTRACT.md §4 (every field present, null where unknown), with the
+    per-host table `hosts`."""
+    availability = plugin_availability(plugin, live=live)
     return {
         "name": plugin.name,
         "version": plugin.version or None,
         "description": plugin.description or None,
-        "state": plugin_reported_state(plugin),
-        "reason": plugin.reason,
-        "hint": plugin.hint,
-        "accepting_jobs": plugin.accepting_jobs,
+        "state": plugin_reported_state(plugin, availability),
+        "reason": availability.reason,
+        "hint": availability.hint,
+        "accepting_jobs": availability.accepting_jobs,
         "requires_gpu": plugin.requires_gpu,
         "tools": [
             {
@@ -70,9 +189,13 @@ def plugin_health(plugin: PluginRecord) -> dict[str, Any]:
         "success_count": plugin.success_count,
         "error_count": plugin.error_count,
         "consecutive_failures": plugin.consecutive_failures,
-        "uptime_seconds": plugin_uptime_seconds(plugin),
-        "loaded_at": plugin.loaded_at,
+        "uptime_seconds": plugin_uptime_seconds(plugin, availability),
+        "loaded_at": plugin.loaded_at if availability.accepting_jobs else None,
         "last_used": plugin.last_used,
         "last_execution_time_ms": plugin.last_execution_time_ms,
         "avg_execution_time_ms": plugin.avg_execution_time_ms,
+        "hosts": [{key: view[key] for key in HOST_FIELDS} for view in availability.hosts],
     }
+
+
+HOST_FIELDS = ("host", "queues", "state", "reason", "hint", "probed_at", "alive")

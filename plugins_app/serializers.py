@@ -13,6 +13,19 @@ class PluginToolSerializer(serializers.Serializer):  # type: ignore[type-arg]
     output_schema = serializers.JSONField(allow_null=True)
 
 
+class PluginHostSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    host = serializers.CharField()
+    queues = serializers.ListField(child=serializers.CharField())
+    state = serializers.ChoiceField(choices=["LOADED", "INITIALIZED", "FAILED", "UNAVAILABLE"])
+    reason = serializers.CharField(allow_null=True)
+    hint = serializers.CharField(allow_null=True)
+    probed_at = serializers.DateTimeField(allow_null=True)
+    alive = serializers.BooleanField(
+        allow_null=True,
+        help_text="A live worker on this host consumes the plugin's queue (null: unknown)",
+    )
+
+
 class PluginHealthSerializer(serializers.Serializer):  # type: ignore[type-arg]
     name = serializers.CharField()
     version = serializers.CharField(allow_null=True)
@@ -33,3 +46,4 @@ class PluginHealthSerializer(serializers.Serializer):  # type: ignore[type-arg]
     last_used = serializers.DateTimeField(allow_null=True)
     last_execution_time_ms = serializers.FloatField(allow_null=True)
     avg_execution_time_ms = serializers.FloatField(allow_null=True)
+    hosts = PluginHostSerializer(many=True)

@@ -18,7 +18,7 @@ from .discovery import Candidate, discover, forgesyte_probed_manifest
 from .forgesyte.translate import MANIFEST_HINT as FORGESYTE_MANIFEST_HINT
 from .forgesyte.translate import SOURCE as FORGESYTE_SOURCE
 from .manifest import ManifestError
-from .models import FaultOrigin, PluginRecord, PluginState, PluginStateTransition
+from .models import FaultOrigin, PluginHost, PluginRecord, PluginState, PluginStateTransition
 from .probe import ProbeResult, ProbeSpec, probe_many
 
 logger = logging.getLogger(__name__)
@@ -76,63 +76,105 @@ def _manifest_values(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _upsert(candidate: Candidate) -> PluginRecord:
-    """Create or refresh the record for a discovered candidate (no state change yet)."""
-    values: dict[str, Any] = {
-        "name": candidate.name,
-        "source": candidate.source,
-        "shadowed": candidate.shadowed_by is not None,
-        "missing": False,
-        **_manifest_values(candidate.manifest or {}),
-    }
-    with transaction.atomic():
-        if not values["shadowed"]:
-            # A previous winner at another location may hold the name; demote it first so the
-            # unique constraint holds (it is re-marked as shadowed or missing below).
-            PluginRecord.objects.filter(name=candidate.name, shadowed=False).exclude(
-                location=candidate.location
-            ).update(shadowed=True)
-        record, created = PluginRecord.objects.get_or_create(
-            location=candidate.location, defaults=values
-        )
-        if not created:
-            if candidate.source == FORGESYTE_SOURCE:
-                # Its tools come from its last good probe: keep them until the next probe
-                # replaces them, so jobs keep validating against them while a sync runs.
-                values = {k: v for k, v in values.items() if k not in ("tools", "manifest")}
-            for key, value in values.items():
-                setattr(record, key, value)
-            record.save(update_fields=[*values, "updated_at"])
+def _record_for(candidate: Candidate) -> PluginRecord:
+    """Get or create the plugin's record by name; a candidate with a valid manifest refreshes the
+    manifest fields (the registry holds the manifest of the latest sync that read one)."""
+    values: dict[str, Any] = {"source": candidate.source}
+    if candidate.manifest is not None:
+        values.update(_manifest_values(candidate.manifest))
+    record, created = PluginRecord.objects.get_or_create(name=candidate.name, defaults=values)
+    if not created and candidate.manifest is not None and not candidate.shadowed_by:
+        if candidate.source == FORGESYTE_SOURCE:
+            # Its tools come from its last good probe: keep them until the next probe
+            # replaces them, so jobs keep validating against them while a sync runs.
+            values = {k: v for k, v in values.items() if k not in ("tools", "manifest")}
+        changed = [k for k, v in values.items() if getattr(record, k) != v]
+        for key in changed:
+            setattr(record, key, values[key])
+        if changed:
+            record.save(update_fields=[*changed, "updated_at"])
     return record
 
 
-def _mark_missing(record: PluginRecord) -> None:
-    where = "folder" if record.source == "directory" else "entry point"
-    record.missing = True
-    record.save(update_fields=["missing", "updated_at"])
-    plugin_set_state(
+def _host_set(
+    record: PluginRecord,
+    candidate: Candidate,
+    *,
+    host: str,
+    queues: list[str],
+    state: str,
+    reason: str | None = None,
+    hint: str | None = None,
+    probe: ProbeResult | None = None,
+) -> PluginHost:
+    """Store what this host found out about the plugin at `candidate.location`, recording a
+    transition when its state or reason there changed."""
+    manifest = candidate.manifest or {}
+    previous = (
+        PluginHost.objects.filter(plugin=record, host=host, location=candidate.location)
+        .values_list("state", "reason")
+        .first()
+    ) or (PluginState.LOADED, None)
+    entry, _ = PluginHost.objects.update_or_create(
         plugin=record,
-        state=PluginState.UNAVAILABLE,
-        reason=f"Plugin {where} {record.location} no longer exists (removed since the last sync)",
-        hint=(
-            "restore the plugin folder and re-probe, or delete this record in the admin"
-            if record.source == "directory"
-            else "reinstall its package on this host and re-probe, or delete this record in "
-            "the admin"
-        ),
-        fault_origin=FaultOrigin.LOAD,
+        host=host,
+        location=candidate.location,
+        defaults={
+            "source": candidate.source,
+            "shadowed": candidate.shadowed_by is not None,
+            "version": str(manifest.get("version", "")),
+            "queues": queues,
+            "state": state,
+            "reason": reason,
+            "hint": hint,
+            "probed_at": timezone.now(),
+            "probe_duration_ms": round(probe.duration_ms, 1) if probe else None,
+            "probe_traceback": probe.traceback if probe else "",
+        },
+    )
+    if entry.probed_at and (record.probed_at is None or record.probed_at < entry.probed_at):
+        PluginRecord.objects.filter(pk=record.pk).update(probed_at=entry.probed_at)
+        record.probed_at = entry.probed_at
+    if previous != (state, reason):
+        PluginStateTransition.objects.create(
+            plugin=record, host=host, from_state=previous[0], to_state=state, reason=reason
+        )
+    return entry
+
+
+def _mark_missing(entry: PluginHost) -> None:
+    """A plugin this host had is gone from it (folder removed, package uninstalled)."""
+    folder = not entry.location.startswith("entry-point:")
+    previous = entry.state
+    entry.state = PluginState.UNAVAILABLE
+    entry.reason = (
+        f"Plugin {'folder' if folder else 'entry point'} {entry.location} no longer exists "
+        "(removed since the last sync)"
+    )
+    entry.hint = (
+        "restore the plugin folder and re-probe, or delete this record in the admin"
+        if folder
+        else "reinstall its package on this host and re-probe, or delete this record in the admin"
+    )
+    entry.probed_at = timezone.now()
+    entry.save(update_fields=["state", "reason", "hint", "probed_at", "updated_at"])
+    PluginStateTransition.objects.create(
+        plugin=entry.plugin,
+        host=entry.host,
+        from_state=previous,
+        to_state=entry.state,
+        reason=entry.reason,
     )
 
 
-def _apply_probe(record: PluginRecord, result: ProbeResult, candidate: Candidate) -> None:
-    extra: dict[str, Any] = {
-        "probed_at": timezone.now(),
-        "probe_duration_ms": round(result.duration_ms, 1),
-        "probe_traceback": result.traceback,
-        "quarantined": False,
-        "consecutive_failures": 0,
-        "consecutive_severe": 0,
-    }
+def _apply_probe(
+    record: PluginRecord,
+    result: ProbeResult,
+    candidate: Candidate,
+    *,
+    host: str,
+    queues: list[str],
+) -> None:
     if result.ok and result.facts is not None:
         # A ForgeSyte class described its tools in the probe: its manifest is complete now.
         try:
@@ -143,100 +185,149 @@ def _apply_probe(record: PluginRecord, result: ProbeResult, candidate: Candidate
                 False, reason, FORGESYTE_MANIFEST_HINT, result.traceback, result.duration_ms
             )
         else:
-            extra.update(_manifest_values(manifest))
-    if result.ok:
-        extra["loaded_at"] = timezone.now()
-        plugin_set_state(plugin=record, state=PluginState.INITIALIZED, reason=None, extra=extra)
-    else:
-        extra["loaded_at"] = None
-        plugin_set_state(
-            plugin=record,
+            values = _manifest_values(manifest)
+            for key, value in values.items():
+                setattr(record, key, value)
+            record.save(update_fields=[*values, "updated_at"])
+            candidate.manifest = manifest
+    if not result.ok:
+        _host_set(
+            record,
+            candidate,
+            host=host,
+            queues=queues,
             state=PluginState.FAILED,
             reason=result.reason,
             hint=result.hint,
-            fault_origin=FaultOrigin.LOAD,
+            probe=result,
+        )
+        return
+    _host_set(
+        record, candidate, host=host, queues=queues, state=PluginState.INITIALIZED, probe=result
+    )
+    # A good probe is the way back from quarantine and runtime failure (CONTRACT.md §3 rule 6);
+    # the host entry's transition above is the history of it.
+    now = timezone.now()
+    fields = {
+        "state": PluginState.INITIALIZED,
+        "reason": None,
+        "hint": None,
+        "fault_origin": FaultOrigin.NONE,
+        "loaded_at": now,
+        "probed_at": now,
+        "quarantined": False,
+        "consecutive_failures": 0,
+        "consecutive_severe": 0,
+    }
+    if record.state == PluginState.FAILED or record.quarantined:  # a runtime failure ends here
+        extra = {k: v for k, v in fields.items() if k not in ("state", "reason", "hint")}
+        fault = str(extra.pop("fault_origin"))
+        plugin_set_state(
+            plugin=record,
+            state=PluginState.INITIALIZED,
+            reason=None,
+            fault_origin=fault,
             extra=extra,
         )
+        return
+    for key, value in fields.items():
+        setattr(record, key, value)
+    record.save(update_fields=[*fields, "updated_at"])
+
+
+def sync_host_name() -> str:
+    """The host this process syncs for: WARDEN_HOST_NAME (default: this machine's hostname)."""
+    return str(settings.WARDEN_HOST_NAME)
 
 
 def plugin_sync(
     *,
-    locations: Collection[str] | None = None,
+    names: Collection[str] | None = None,
     plugin_dirs: list[Path] | None = None,
+    host: str | None = None,
+    queues: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[SyncOutcome]:
-    """Discover, check and probe plugins; store each one's state. Returns every plugin's outcome.
+    """Discover, check and probe the plugins this host can see; store what this host found out
+    about each (PluginHost) and each plugin's manifest (PluginRecord). Returns this host's
+    outcome per plugin location.
 
-    `locations` limits the re-probe to those records (the admin action); discovery still runs so
-    that their manifests are re-read. Records whose plugin vanished are kept, marked UNAVAILABLE.
+    `names` limits the re-probe to those plugins (discovery still runs so that their manifests
+    are re-read). `host` and `queues` name this host and what its workers consume (a worker's
+    own sync passes them; `manage.py plugins sync` records the machine's hostname). A plugin this
+    host had and no longer finds is kept, UNAVAILABLE on this host. Other hosts' entries are
+    never touched.
     """
     say = progress or (lambda _msg: None)
+    host = host or sync_host_name()
+    queues = list(queues or [])
     dirs = list(plugin_dirs if plugin_dirs is not None else settings.WARDEN_PLUGIN_DIRS)
-    if locations is not None:
-        # Re-probing a record found under a directory that is no longer configured still works.
-        dirs += [Path(loc).parent for loc in locations if not loc.startswith("entry-point:")]
+    if names is not None:
+        # Re-probing a plugin found under a directory that is no longer configured still works.
+        dirs += [
+            Path(location).parent
+            for location in PluginHost.objects.filter(host=host, plugin__name__in=names)
+            .exclude(location__startswith="entry-point:")
+            .values_list("location", flat=True)
+        ]
     candidates = discover(list(dict.fromkeys(Path(d).resolve() for d in dirs)))
     found = {c.location for c in candidates}
-    if locations is not None:
-        candidates = [c for c in candidates if c.location in locations]
+    if names is not None:
+        candidates = [c for c in candidates if c.name in names]
     say(f"Discovered {len(candidates)} plugin(s)")
 
+    outcomes: list[SyncOutcome] = []
     to_probe: list[tuple[PluginRecord, ProbeSpec, Candidate]] = []
     for candidate in candidates:
-        record = _upsert(candidate)
+        record = _record_for(candidate)
+        state, reason, hint = PluginState.FAILED, None, None
         if candidate.error:
-            plugin_set_state(
-                plugin=record,
-                state=PluginState.FAILED,
-                reason=candidate.error,
-                hint=candidate.hint
-                or "fix manifest.json (its JSON Schema is documented in docs/plugins.md)",
-                fault_origin=FaultOrigin.LOAD,
-                extra={"loaded_at": None, "probed_at": timezone.now(), "quarantined": False},
+            reason = candidate.error
+            hint = candidate.hint or (
+                "fix manifest.json (its JSON Schema is documented in docs/plugins.md)"
             )
         elif candidate.shadowed_by:
-            plugin_set_state(
-                plugin=record,
-                state=PluginState.FAILED,
-                reason=(
-                    f"Duplicate plugin name '{candidate.name}': {candidate.location} is ignored "
-                    f"because {candidate.shadowed_by} already provides it"
-                ),
-                hint="rename one of the two plugins or remove one folder",
-                fault_origin=FaultOrigin.LOAD,
-                extra={"loaded_at": None, "probed_at": timezone.now(), "quarantined": False},
+            reason = (
+                f"Duplicate plugin name '{candidate.name}': {candidate.location} is ignored "
+                f"because {candidate.shadowed_by} already provides it"
             )
+            hint = "rename one of the two plugins or remove one folder"
         else:
             missing = check_dependencies(candidate.manifest or {}, candidate.folder)
-            if missing:
-                hints = [m.hint for m in missing if m.hint]
-                plugin_set_state(
-                    plugin=record,
-                    state=PluginState.UNAVAILABLE,
-                    reason="; ".join(m.reason for m in missing),
-                    hint="; ".join(dict.fromkeys(hints)) or None,
-                    fault_origin=FaultOrigin.LOAD,
-                    extra={"loaded_at": None, "probed_at": timezone.now(), "quarantined": False},
+            if not missing:
+                manifest = candidate.manifest or {}
+                spec = ProbeSpec(
+                    name=candidate.name,
+                    folder=str(candidate.folder) if candidate.folder else None,
+                    entrypoint=str(manifest.get("entrypoint", record.entrypoint)),
+                    source=candidate.source,
                 )
-            else:
-                to_probe.append(
-                    (
-                        record,
-                        ProbeSpec(
-                            name=record.name,
-                            folder=str(candidate.folder) if candidate.folder else None,
-                            entrypoint=record.entrypoint,
-                            source=record.source,
-                        ),
-                        candidate,
-                    )
-                )
+                to_probe.append((record, spec, candidate))
+                continue
+            hints = [m.hint for m in missing if m.hint]
+            state = PluginState.UNAVAILABLE
+            reason = "; ".join(m.reason for m in missing)
+            hint = "; ".join(dict.fromkeys(hints)) or None
+        _host_set(
+            record, candidate, host=host, queues=queues, state=state, reason=reason, hint=hint
+        )
+        outcomes.append(SyncOutcome(candidate.name, candidate.location, state, reason))
 
-    vanished = PluginRecord.objects.filter(missing=False).exclude(location__in=found)
-    if locations is not None:
-        vanished = vanished.filter(location__in=locations)
-    for record in vanished:
-        _mark_missing(record)
+    vanished = PluginHost.objects.filter(host=host).exclude(location__in=found)
+    if names is not None:
+        vanished = vanished.filter(plugin__name__in=names)
+    for entry in vanished.select_related("plugin"):
+        moved = PluginHost.objects.filter(
+            plugin_id=entry.plugin_id, host=host, location__in=found
+        ).exists()
+        if entry.shadowed or moved:
+            entry.delete()  # a duplicate that is gone, or the plugin found elsewhere here now
+            continue
+        elif entry.state != PluginState.UNAVAILABLE or "no longer exists" not in (
+            entry.reason or ""
+        ):
+            _mark_missing(entry)
+        outcomes.append(SyncOutcome(entry.plugin.name, entry.location, entry.state, entry.reason))
 
     if to_probe:
         say(f"Probing {len(to_probe)} plugin(s) in isolated processes")
@@ -250,12 +341,13 @@ def plugin_sync(
             ),
         )
         for record, spec, candidate in to_probe:
-            _apply_probe(record, results[spec.name], candidate)
-
-    records = PluginRecord.objects.all()
-    if locations is not None:
-        records = records.filter(location__in=locations)
-    return [SyncOutcome(r.name, r.location, r.state, r.reason) for r in records]
+            result = results[spec.name]
+            _apply_probe(record, result, candidate, host=host, queues=queues)
+            entry = PluginHost.objects.get(plugin=record, host=host, location=candidate.location)
+            outcomes.append(
+                SyncOutcome(candidate.name, candidate.location, entry.state, entry.reason)
+            )
+    return sorted(outcomes, key=lambda o: (o.name, o.location))
 
 
 def _recent_fields(recent: list[float], execution_ms: float | None) -> dict[str, Any]:
@@ -319,7 +411,6 @@ def plugin_record_outcome(
                 "reason",
                 "fault_origin",
                 "quarantined",
-                "missing",
                 "consecutive_severe",
             )
             .get(pk=plugin_id)
@@ -349,8 +440,6 @@ def plugin_record_outcome(
             **fields,
         )
         record.refresh_from_db()
-        if record.fault_origin == FaultOrigin.LOAD or record.missing:
-            return  # re-probed away meanwhile: a load-time state wins over a late job outcome
         quarantine = severe and record.consecutive_severe >= settings.WARDEN_QUARANTINE_AFTER
         full_reason = f"{error_type}: {reason}" if reason else error_type
         hint = None

@@ -1,6 +1,7 @@
 """Settings, read from the environment in this one place; defaults suit a laptop."""
 
 import os
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -159,10 +160,16 @@ WARDEN_PENDING_TTL_S = env_int("WARDEN_PENDING_TTL_S", 600)
 WARDEN_REAPER_GRACE_S = env_int("WARDEN_REAPER_GRACE_S", 30)
 WARDEN_JOB_RETENTION_DAYS = env_int("WARDEN_JOB_RETENTION_DAYS", 30)
 WARDEN_MAX_UPLOAD_MB = env_int("WARDEN_MAX_UPLOAD_MB", 20)
+# Where job inputs are kept: "database" (a table of their own: every worker host can read them)
+# or "storage" (Django's default STORAGES backend, e.g. S3 through django-storages).
+WARDEN_INPUT_STORAGE = os.environ.get("WARDEN_INPUT_STORAGE", "database")
 WARDEN_SYNC_WAIT_MARGIN_S = env_int("WARDEN_SYNC_WAIT_MARGIN_S", 10)
 WARDEN_SYNC_ON_WORKER_START = env_bool("WARDEN_SYNC_ON_WORKER_START", True)
 WARDEN_MEMORY_POLL_S = float(os.environ.get("WARDEN_MEMORY_POLL_S", "0.002"))
 WARDEN_RUN_DIR = Path(os.environ.get("WARDEN_RUN_DIR", VAR_DIR / "run"))
+# This machine's name in per-host plugin availability (PluginHost.host) for `manage.py plugins
+# sync`; a worker uses the host part of its node name (`-n name@host`, default %h = hostname).
+WARDEN_HOST_NAME = os.environ.get("WARDEN_HOST_NAME") or socket.gethostname()
 # How a job's process tree is contained: auto (cgroups when writable, else tree), cgroup, tree.
 WARDEN_CONTAINMENT = os.environ.get("WARDEN_CONTAINMENT", "auto")
 # Processes one job may have at once (cgroup mode; 0 = no limit): a fork bomb stops there.

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 
 from execution_app.models import Job
-from plugins_app.models import PluginRecord
+from plugins_app.models import PluginHost, PluginRecord
 from tests.conftest import RUNTIME_PLUGINS
 
 PNG = base64.b64decode(
@@ -152,10 +152,8 @@ def test_it_rejects_an_unavailable_plugin_with_its_reason(plugins, auth_client):
 
 
 def test_it_rejects_a_plugin_that_failed_to_load(plugins, auth_client):
-    PluginRecord.objects.filter(name="echo").update(
-        state="FAILED",
-        reason="InitError: ValueError: model path not configured",
-        fault_origin="load",
+    PluginHost.objects.filter(plugin__name="echo").update(
+        state="FAILED", reason="InitError: ValueError: model path not configured"
     )
     error = error_of(post(auth_client, {"plugin": "echo"}), 400, "PluginUnavailable")
     assert error["message"] == (

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from execution_app.models import Job
-from plugins_app.models import PluginRecord
 
 pytestmark = pytest.mark.slow
 
@@ -310,7 +309,7 @@ def test_it_quarantines_after_consecutive_crashes(live, auth_client, settings):
 
     from plugins_app.services import plugin_sync
 
-    plugin_sync(locations=[PluginRecord.objects.get(name="faulty").location])
+    plugin_sync(names=["faulty"])
     assert health(auth_client)["accepting_jobs"] is True
     assert_serving(auth_client)
 

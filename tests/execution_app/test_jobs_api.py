@@ -7,8 +7,15 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from execution_app.models import Job
-from execution_app.services import analysis_validate, job_claim, job_create, jobs_purge, jobs_reap
+from execution_app.models import Job, JobInputData
+from execution_app.services import (
+    analysis_validate,
+    job_claim,
+    job_create,
+    job_input_read,
+    jobs_purge,
+    jobs_reap,
+)
 from plugins_app.models import PluginRecord
 from tests.conftest import RUNTIME_PLUGINS
 
@@ -163,7 +170,9 @@ def test_it_reaps_stale_pending_and_running_jobs(make_job, settings):
     assert jobs_reap() == {"running": 0, "pending": 0}
 
 
-def test_it_purges_old_finished_jobs_and_their_inputs(make_job, settings):
+@pytest.mark.parametrize("storage", ["database", "storage"])
+def test_it_purges_old_finished_jobs_and_their_inputs(make_job, settings, storage):
+    settings.WARDEN_INPUT_STORAGE = storage
     png = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
     old = make_job(tool="image", file_bytes=png)
     recent = make_job(tool="image", file_bytes=png)
@@ -174,12 +183,18 @@ def test_it_purges_old_finished_jobs_and_their_inputs(make_job, settings):
     )
     Job.objects.filter(pk=old.pk).update(finished_at=long_ago)
     Job.objects.filter(pk=active.pk).update(created_at=long_ago)
-    old_path = old.input_file.path
+    assert [job_input_read(j) for j in (old, recent, active)] == [png] * 3
+    old_path = old.input_file.path if storage == "storage" else None
 
     assert jobs_purge(older_than_days=30) == 1
 
     assert set(Job.objects.values_list("pk", flat=True)) == {recent.pk, active.pk}
-    import os
+    assert set(JobInputData.objects.values_list("job_id", flat=True)) == (
+        {recent.pk, active.pk} if storage == "database" else set()
+    )
+    if old_path is not None:
+        import os
 
-    assert not os.path.exists(old_path)
-    assert os.path.exists(recent.input_file.path) and os.path.exists(active.input_file.path)
+        assert not os.path.exists(old_path)
+        assert os.path.exists(recent.input_file.path) and os.path.exists(active.input_file.path)
+    assert [job_input_read(j) for j in (recent, active)] == [png] * 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -266,9 +267,16 @@ def test_it_syncs_plugins_when_a_worker_starts(live, settings, tmp_path, samples
         concurrency=1,
     )
     try:
-        # The worker announces itself only after its start-up sync, so the record is there now.
+        # The worker announces itself only after its start-up sync, so the record is there now,
+        # with this host's entry: the worker's host (its node name's) and the queues it consumes.
         record = PluginRecord.objects.get(name="echo")
         assert (record.state, record.reason) == ("INITIALIZED", None)
-        assert record.location == str((plugin_dir / "echo").resolve())
+        [entry] = record.hosts.all()
+        assert (entry.host, entry.queues, entry.state) == (
+            socket.gethostname(),
+            ["gpu"],
+            "INITIALIZED",
+        )
+        assert entry.location == str((plugin_dir / "echo").resolve())
     finally:
         worker.stop()

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from plugins_app.models import PluginRecord, PluginState
-from tests.plugins_app.faults import FAULTS, copy_plugins
+from plugins_app.models import PluginState
+from tests.plugins_app.faults import FAULTS, copy_plugins, plugin_view
 
 CHANGELIST = "/admin/plugins_app/pluginrecord/"
 RED_BADGE = (
@@ -73,7 +73,7 @@ def test_it_searches_names_and_reasons(synced: Path, admin_client: Client) -> No
 def test_it_shows_manifest_tools_and_history_on_the_change_page(
     synced: Path, admin_client: Client
 ) -> None:
-    record = PluginRecord.objects.get(name="init_error")
+    record = plugin_view("init_error")
 
     response = admin_client.get(f"{CHANGELIST}{record.pk}/change/")
 
@@ -89,8 +89,8 @@ def test_it_shows_manifest_tools_and_history_on_the_change_page(
 def test_it_re_probes_the_selected_plugins(
     synced: Path, admin_client: Client, tmp_path: Path
 ) -> None:
-    broken = PluginRecord.objects.get(name="init_error")
-    other = PluginRecord.objects.get(name="missing_program")
+    broken = plugin_view("init_error")
+    other = plugin_view("missing_program")
     other_probed_at = other.probed_at
     shutil.copy(FAULTS / "healthy" / "plugin.py", tmp_path / "init_error" / "plugin.py")
 

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from plugins_app.models import PluginRecord, PluginState
-from tests.plugins_app.faults import copy_plugins
+from tests.plugins_app.faults import copy_plugins, plugin_view
 
 INIT_REASON = "InitError: ValueError: model path not configured"
 
@@ -48,20 +48,20 @@ def test_it_syncs_and_prints_the_table(plugin_dir: Path) -> None:
     ]
     assert re.fullmatch(r"Synced 2 plugin\(s\) in \d+\.\d\d s: 1 ready, 1 not ready", lines[7])
     assert len(lines) == 8
-    assert PluginRecord.objects.get(name="healthy").state == PluginState.INITIALIZED
+    assert plugin_view("healthy").state == PluginState.INITIALIZED
 
 
 def test_it_re_probes_only_the_named_plugins(plugin_dir: Path) -> None:
     run("sync")
-    healthy_probed_at = PluginRecord.objects.get(name="healthy").probed_at
+    healthy_probed_at = plugin_view("healthy").probed_at
     shutil.copy(plugin_dir / "healthy" / "plugin.py", plugin_dir / "init_error" / "plugin.py")
 
     output = run("sync", "init_error")
 
     assert "Discovered 1 plugin(s)" in output.splitlines()
     assert output.splitlines()[-1].endswith(": 1 ready, 0 not ready")
-    assert PluginRecord.objects.get(name="init_error").state == PluginState.INITIALIZED
-    assert PluginRecord.objects.get(name="healthy").probed_at == healthy_probed_at
+    assert plugin_view("init_error").state == PluginState.INITIALIZED
+    assert plugin_view("healthy").probed_at == healthy_probed_at
 
 
 def test_it_rejects_unknown_names_to_sync(plugin_dir: Path) -> None:
@@ -95,18 +95,23 @@ def test_it_says_when_there_are_no_plugins() -> None:
 
 def test_it_prints_one_plugin_with_its_traceback_and_history(plugin_dir: Path) -> None:
     run("sync")
-    record = PluginRecord.objects.get(name="init_error")
+    record = plugin_view("init_error")
 
     output = run("check", "init_error")
 
     data, end = json.JSONDecoder().raw_decode(output)
     assert data["name"] == "init_error"
     assert (data["state"], data["reason"]) == ("FAILED", INIT_REASON)
-    assert data["location"] == str((plugin_dir / "init_error").resolve())
+    [host] = data["hosts"]
+    assert host["location"] == str((plugin_dir / "init_error").resolve())
+    assert (host["state"], host["reason"]) == ("FAILED", INIT_REASON)
     assert (data["source"], data["quarantined"]) == ("directory", False)
     assert data["limits"] == {"timeout_s": 60.0, "memory_mb": 1024}
     rest = output[end:]
-    assert rest.startswith("\n\nProbe output / traceback:\n" + record.probe_traceback)
+    assert rest.startswith(
+        f"\n\nProbe output / traceback on {host['host']} ({host['location']}):\n"
+        + record.probe_traceback
+    )
     transition = record.transitions.get()
     assert rest.endswith(
         "\nState history (newest first):\n"

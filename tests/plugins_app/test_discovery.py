@@ -10,7 +10,7 @@ from typing import Any
 from rest_framework.test import APIClient
 
 from plugins_app.discovery import discover
-from plugins_app.models import PluginState
+from plugins_app.models import PluginHost, PluginState
 from tests.plugins_app.faults import FAULTS, copy_plugins, record_at
 
 
@@ -83,11 +83,16 @@ def test_it_keeps_the_first_duplicate_and_fails_the_second_naming_both(
     assert health.json()["description"] == "First of two plugins called 'duplicate'"
     assert health.json()["state"] == "INITIALIZED"
 
+    # One record per name; the ignored duplicate shows up in its host's entries.
     listed = api_client.get("/v1/plugins").json()
     assert [(p["name"], p["description"], p["state"]) for p in listed] == [
         ("duplicate", "First of two plugins called 'duplicate'", "INITIALIZED"),
-        ("duplicate", "Second of two plugins called 'duplicate'", "FAILED"),
         ("healthy", "Fault suite reference: imports, inits and validates cleanly", "INITIALIZED"),
+    ]
+    hosts = health.json()["hosts"]
+    assert [(h["state"], h["reason"]) for h in hosts] == [
+        ("INITIALIZED", None),
+        ("FAILED", loser.reason),
     ]
 
 
@@ -100,9 +105,10 @@ def test_it_lets_the_duplicate_take_over_when_the_winner_is_removed(
 
     sync_plugins(tmp_path)
 
-    gone, heir = record_at(tmp_path / "duplicate_first"), record_at(tmp_path / "duplicate_second")
-    assert (gone.state, gone.missing, gone.shadowed) == (PluginState.UNAVAILABLE, True, True)
+    heir = record_at(tmp_path / "duplicate_second")
     assert (heir.state, heir.reason, heir.shadowed) == (PluginState.INITIALIZED, None, False)
+    # The plugin moved on this host: the vanished folder's entry is gone, not kept as missing.
+    assert list(PluginHost.objects.values_list("location", flat=True)) == [heir.location]
     health = api_client.get("/v1/plugins/duplicate/health").json()
     assert (health["description"], health["state"]) == (
         "Second of two plugins called 'duplicate'",

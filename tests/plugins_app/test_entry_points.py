@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from plugins_app.discovery import discover
-from plugins_app.models import PluginRecord
+from tests.plugins_app.faults import plugin_view, record_at_location
 
 
 def install(site: Path, entry_points: str, package: str | None = None) -> None:
@@ -58,7 +58,7 @@ def test_it_discovers_and_probes_an_installed_plugin(sync_plugins: Any, site: Pa
 
     sync_plugins()
 
-    record = PluginRecord.objects.get(name="demo_installed")
+    record = plugin_view("demo_installed")
     assert (record.state, record.reason, record.source) == ("INITIALIZED", None, "entry_point")
     assert record.location == "entry-point:demo=wardenplug_demo"
 
@@ -68,7 +68,7 @@ def test_it_fails_a_broken_entry_point_with_its_reason(sync_plugins: Any, site: 
 
     sync_plugins()
 
-    record = PluginRecord.objects.get(location="entry-point:ghost=nope_not_installed")
+    record = record_at_location("entry-point:ghost=nope_not_installed")
     assert (record.name, record.state) == ("ghost", "FAILED")
     assert record.reason == (
         "Entry point 'ghost' in group 'warden.plugins' is broken: module 'nope_not_installed' "
@@ -109,7 +109,7 @@ def test_it_locates_a_dotted_entry_point_without_running_its_package_init(
 
     sync_plugins()
 
-    record = PluginRecord.objects.get(name="boom")
+    record = plugin_view("boom")
     assert (record.state, record.reason) == (
         "FAILED",
         "ImportError: RuntimeError: boom_ep/__init__.py ran",

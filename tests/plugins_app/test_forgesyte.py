@@ -13,6 +13,7 @@ import pytest
 from plugins_app.discovery import discover
 from plugins_app.models import FaultOrigin, PluginRecord, PluginState
 from tests.conftest import FORGESYTE_SITES
+from tests.plugins_app.faults import PluginView, plugin_view
 
 
 @pytest.fixture
@@ -28,8 +29,8 @@ def fixture_modules() -> list[str]:
     return sorted(m for m in sys.modules if m.startswith("fsfix_"))
 
 
-def record(name: str) -> PluginRecord:
-    return PluginRecord.objects.get(name=name)
+def record(name: str) -> PluginView:
+    return plugin_view(name)
 
 
 TOOLS_PACKAGE_MANIFEST = {
@@ -197,7 +198,7 @@ def test_it_keeps_the_last_probed_tools_through_a_failing_reprobe(
     probed = record("forgesyte_noman").tools
     monkeypatch.setenv("FSFIX_NOMAN_BROKEN", "1")
 
-    sync_plugins(locations=[record("forgesyte_noman").location])
+    sync_plugins(names=["forgesyte_noman"])
 
     plugin = record("forgesyte_noman")
     assert (plugin.state, plugin.reason) == (
@@ -386,7 +387,12 @@ def test_it_fails_each_broken_package_alone_with_its_reason(
 
     reasons = {
         p.name: (p.state, p.reason, p.hint)
-        for p in PluginRecord.objects.exclude(name="forgesyte_legacy")
+        for p in (
+            plugin_view(name)
+            for name in PluginRecord.objects.exclude(name="forgesyte_legacy").values_list(
+                "name", flat=True
+            )
+        )
     }
     assert reasons == {
         "forgesyte_bad_json": (
@@ -428,4 +434,4 @@ def test_it_fails_each_broken_package_alone_with_its_reason(
             "options); check the entry point in the package's pyproject.toml",
         ),
     }
-    assert PluginRecord.objects.get(name="forgesyte_legacy").state == PluginState.INITIALIZED
+    assert plugin_view("forgesyte_legacy").state == PluginState.INITIALIZED

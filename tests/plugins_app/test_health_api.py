@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from plugins_app.models import PluginRecord
@@ -32,7 +33,9 @@ HEALTH_FIELDS = {
     "last_used",
     "last_execution_time_ms",
     "avg_execution_time_ms",
+    "hosts",
 }
+HOST_FIELDS = {"host", "queues", "state", "reason", "hint", "probed_at", "alive"}
 ENVELOPE_FIELDS = {"type", "message", "details", "plugin", "job_id", "timestamp"}
 NO_TOOL_DETAILS = [
     {
@@ -94,7 +97,17 @@ def test_it_reports_an_initialized_plugin(synced: Path, api_client: APIClient) -
     body = response.json()
     loaded_at = parse_utc(body.pop("loaded_at"))
     uptime = body.pop("uptime_seconds")
+    [host] = body.pop("hosts")
     assert loaded_at == PluginRecord.objects.get(name="healthy").loaded_at
+    assert set(host) == HOST_FIELDS
+    assert (host["host"], host["state"], host["reason"], host["hint"]) == (
+        settings.WARDEN_HOST_NAME,
+        "INITIALIZED",
+        None,
+        None,
+    )
+    # Whether a worker is alive depends on what else this test session started.
+    assert host["alive"] in (None, False, True)
     assert isinstance(uptime, float) and 0 <= uptime < 60
     assert body == {
         "name": "healthy",

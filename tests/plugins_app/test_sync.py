@@ -25,8 +25,8 @@ def make_plugin(dest: Path, name: str) -> Path:
     return folder
 
 
-def history(record: PluginRecord) -> list[tuple[str, str, str | None]]:
-    rows = PluginStateTransition.objects.filter(plugin=record).order_by("id")
+def history(record: Any) -> list[tuple[str, str, str | None]]:
+    rows = PluginStateTransition.objects.filter(plugin_id=record.pk).order_by("id")
     return [(t.from_state, t.to_state, t.reason) for t in rows]
 
 
@@ -120,7 +120,7 @@ def test_it_re_probes_only_the_selected_plugins(sync_plugins: Any, tmp_path: Pat
     for folder in (chosen, other):
         (folder / "plugin.py").write_text(BROKEN)
 
-    outcomes = sync_plugins(tmp_path, locations=[str(chosen.resolve())])
+    outcomes = sync_plugins(tmp_path, names=["chosen"])
 
     assert outcomes == [
         SyncOutcome(
@@ -141,11 +141,12 @@ def test_it_re_probes_only_the_selected_plugins(sync_plugins: Any, tmp_path: Pat
 def test_it_does_not_mark_unselected_plugins_missing_on_a_selective_re_probe(
     sync_plugins: Any, tmp_path: Path
 ) -> None:
-    chosen, other = make_plugin(tmp_path, "chosen"), make_plugin(tmp_path, "other")
+    make_plugin(tmp_path, "chosen")
+    other = make_plugin(tmp_path, "other")
     sync_plugins(tmp_path)
     shutil.rmtree(other)
 
-    sync_plugins(tmp_path, locations=[str(chosen.resolve())])
+    sync_plugins(tmp_path, names=["chosen"])
 
     record = record_at(other)
     assert (record.state, record.missing) == (PluginState.INITIALIZED, False)
@@ -158,7 +159,7 @@ def test_it_marks_a_selected_plugin_missing_when_its_folder_is_gone(
     sync_plugins(tmp_path)
     shutil.rmtree(gone)
 
-    outcomes = sync_plugins(tmp_path, locations=[str(gone.resolve())])
+    outcomes = sync_plugins(tmp_path, names=["gone"])
 
     reason = f"Plugin folder {gone.resolve()} no longer exists (removed since the last sync)"
     assert outcomes == [SyncOutcome("gone", str(gone.resolve()), "UNAVAILABLE", reason)]
@@ -196,7 +197,7 @@ def test_it_clears_runtime_failure_and_quarantine_on_re_probe(
     )
     assert (record.fault_origin, record.accepting_jobs) == (FaultOrigin.RUNTIME, False)
 
-    sync_plugins(tmp_path, locations=[record.location])
+    sync_plugins(tmp_path, names=[record.name])
 
     record.refresh_from_db()
     assert (record.state, record.reason, record.hint) == (PluginState.INITIALIZED, None, None)

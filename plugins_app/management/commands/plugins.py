@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from execution_app.workers import live_hosts_or_none
 from plugins_app.models import PluginRecord
 from plugins_app.selectors import plugin_get, plugin_health, plugin_list
 from plugins_app.services import plugin_sync
@@ -28,15 +29,13 @@ class Command(BaseCommand):
         getattr(self, f"_{options['action']}")(**options)
 
     def _sync(self, names: list[str], **_: Any) -> None:
-        locations = None
         if names:
-            records = PluginRecord.objects.filter(name__in=names)
-            unknown = sorted(set(names) - {r.name for r in records})
+            known = set(PluginRecord.objects.filter(name__in=names).values_list("name", flat=True))
+            unknown = sorted(set(names) - known)
             if unknown:
                 raise CommandError(f"Unknown plugin(s): {', '.join(unknown)}")
-            locations = [r.location for r in records]
         started = time.monotonic()
-        outcomes = plugin_sync(locations=locations, progress=self.stdout.write)
+        outcomes = plugin_sync(names=names or None, progress=self.stdout.write)
         elapsed = time.monotonic() - started
         self._table()
         ready = sum(o.state == "INITIALIZED" for o in outcomes)
@@ -49,7 +48,8 @@ class Command(BaseCommand):
         self._table()
 
     def _table(self) -> None:
-        rows = [plugin_health(p) for p in plugin_list()]
+        live = live_hosts_or_none()
+        rows = [plugin_health(p, live) for p in plugin_list()]
         if not rows:
             self.stdout.write(
                 "No plugins found (WARDEN_PLUGIN_DIRS, entry points 'warden.plugins' and "
@@ -74,18 +74,23 @@ class Command(BaseCommand):
         plugin = plugin_get(name=name)
         if plugin is None:
             raise CommandError(f"No plugin named '{name}'")
-        record = plugin_health(plugin)
+        record = plugin_health(plugin, live_hosts_or_none())
+        entries = list(plugin.hosts.all())
+        for view, entry in zip(record["hosts"], entries, strict=True):
+            view.update(location=entry.location, probe_duration_ms=entry.probe_duration_ms)
         record.update(
-            location=plugin.location,
             source=plugin.source,
             quarantined=plugin.quarantined,
             limits={"timeout_s": plugin.timeout_s, "memory_mb": plugin.memory_mb},
             probed_at=plugin.probed_at,
-            probe_duration_ms=plugin.probe_duration_ms,
         )
         self.stdout.write(json.dumps(record, indent=2, default=str))
-        if plugin.probe_traceback:
-            self.stdout.write("\nProbe output / traceback:\n" + plugin.probe_traceback)
+        for entry in entries:
+            if entry.probe_traceback:
+                self.stdout.write(
+                    f"\nProbe output / traceback on {entry.host} ({entry.location}):\n"
+                    + entry.probe_traceback
+                )
         history = plugin.transitions.all()[:10]
         if history:
             self.stdout.write("\nState history (newest first):")
