@@ -42,7 +42,6 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 BACKSTOP_FACTOR = 1.10
 KILL_WAIT_S = 2.0
 SLOT_PREFIX = "slot-"
-PROBE_MODULE = b"plugins_app.probe_child"
 WORKER_PREFIX = "warden-"
 
 
@@ -107,13 +106,18 @@ def is_zombie(pid: int) -> bool:
 
 
 def anon_rss(pid: int) -> int:
-    """Resident anonymous memory of `pid` in bytes (statm resident - shared), 0 if gone."""
+    """Resident anonymous and shared-memory (tmpfs, memfd) bytes of `pid`, 0 if gone: what it
+    holds that page cache reclaim cannot take back."""
     try:
-        with open(f"/proc/{pid}/statm", "rb") as handle:
-            parts = handle.read().split()
-        return max(0, int(parts[1]) - int(parts[2])) * PAGE
-    except (OSError, IndexError, ValueError):
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            text = handle.read()
+    except OSError:
         return 0
+    total = 0
+    for line in text.splitlines():
+        if line.startswith((b"RssAnon:", b"RssShmem:")):
+            total += int(line.split()[1]) * 1024
+    return total
 
 
 def _cmdline(pid: int) -> bytes:
@@ -145,9 +149,19 @@ def reap(pids: Iterable[int]) -> None:
             pass
 
 
-def reap_zombie_children() -> None:
-    """Reap every exited child of this process (killed job processes, adopted orphans)."""
-    reap(p for p in children_of(os.getpid()) if is_zombie(p))
+def child_keys() -> set[tuple[int, int | None]]:
+    """This process's children now, as (pid, start time) pairs."""
+    return {(p, process_start_ticks(p)) for p in children_of(os.getpid())}
+
+
+def reap_new_zombies(before: set[tuple[int, int | None]]) -> None:
+    """Reap the exited children of this process that were not among `before` (a job's killed
+    processes and adopted orphans; a plugin's own earlier children keep their exit status)."""
+    reap(
+        p
+        for p in children_of(os.getpid())
+        if is_zombie(p) and (p, process_start_ticks(p)) not in before
+    )
 
 
 def reap_killed(pids: Iterable[int], timeout_s: float = KILL_WAIT_S) -> None:
@@ -296,16 +310,25 @@ def _cgroup_v2(worker_tag: str) -> CgroupLayout | None:
     if not os.path.exists(f"{root}/cgroup.controllers"):
         return None
     own = os.path.join(root, _own_cgroups().get("", "/").lstrip("/")).rstrip("/")
-    if "memory" not in _read(f"{own}/cgroup.controllers").split():
+    available = _read(f"{own}/cgroup.controllers").split()
+    if "memory" not in available:
         return None
+    enable = " ".join(f"+{c}" for c in ("memory", "pids") if c in available)
     home = own if os.path.basename(own) == "worker" else f"{own}/worker"
     parent = os.path.dirname(home)
     os.makedirs(home, exist_ok=True)
+    original = _own_cgroups().get("", "/")
     _write(f"{home}/cgroup.procs", str(os.getpid()))
-    _write(f"{parent}/cgroup.subtree_control", "+memory +pids")
-    base = f"{parent}/{worker_tag}"
-    os.makedirs(base, exist_ok=True)
-    _write(f"{base}/cgroup.subtree_control", "+memory +pids")
+    try:
+        _write(f"{parent}/cgroup.subtree_control", enable)
+        base = f"{parent}/{worker_tag}"
+        os.makedirs(base, exist_ok=True)
+        _write(f"{base}/cgroup.subtree_control", enable)
+    except OSError:
+        # Another process in our cgroup (the "no internal processes" rule), or no delegation:
+        # move back where we were and let the caller fall back to tree mode.
+        _write_optional(os.path.join(root, original.lstrip("/"), "cgroup.procs"), str(os.getpid()))
+        raise
     return CgroupLayout(2, {"": home}, {"": base}, "")
 
 
@@ -575,6 +598,9 @@ class JobTree:
     """The processes of one job as its worker child sees them; a context manager around the run."""
 
     job_id: str
+    # memory_bytes() already excludes page cache (no confirmation read needed).
+    precise = False
+    _children_before: set[tuple[int, int | None]] = set()
 
     def __enter__(self) -> JobTree:
         return self
@@ -626,6 +652,7 @@ class CgroupJobTree(JobTree):
         return {"oom_base": self._oom_base}
 
     def __enter__(self) -> CgroupJobTree:
+        self._children_before = child_keys()
         self._before = {(p, process_start_ticks(p)) for p in self.slot.members()}
         self._usage_base = self.slot.usage()
         self._anon_base = self.slot.anon()
@@ -663,7 +690,7 @@ class CgroupJobTree(JobTree):
             kill_pids(alive)
             killed.update(alive)
         reap_killed(killed)
-        reap_zombie_children()  # also helpers that exited by themselves, never waited for
+        reap_new_zombies(self._children_before)  # also helpers the plugin never waited for
         try:
             self._oom = self.slot.oom_kills() - self._oom_base
         except OSError:
@@ -675,6 +702,8 @@ class CgroupJobTree(JobTree):
 
 class ProcessJobTree(JobTree):
     """The job is what the worker child (a subreaper) started during the run: its descendants."""
+
+    precise = True
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
@@ -693,6 +722,7 @@ class ProcessJobTree(JobTree):
         return [p for p in descendants_of(self.pid) if self._key(p) not in self._before]
 
     def __enter__(self) -> ProcessJobTree:
+        self._children_before = child_keys()
         self._before = {self._key(p) for p in descendants_of(self.pid)}
         self._statm = os.open(f"/proc/{self.pid}/statm", os.O_RDONLY)
         self._baseline = self._own_rss()
@@ -730,20 +760,30 @@ class ProcessJobTree(JobTree):
             self.pid, keep=lambda p: p in before and self._key(p) in self._before
         )
         reap_killed(killed)
-        reap_zombie_children()
+        reap_new_zombies(self._children_before)
 
 
 # --- the main process's sweeper ------------------------------------------------------------------
 # --- the main process's sweeper ------------------------------------------------------------------
+
+
+def billiard_children() -> set[int]:
+    """Pids of the processes this process started through billiard: the pool's children (and an
+    embedded beat). Raises RuntimeError if the set changed while it was read (try again)."""
+    from billiard import process
+
+    return {p.pid for p in tuple(process._children) if p.pid}
 
 
 class OrphanSweeper:
-    """Worker main process: reap and kill processes re-parented to it that are not pool children.
+    """Worker main process: reap and kill processes re-parented to it that it did not start.
 
     A worker child that dies (crash, memory kill, hard limit, cancel) leaves its descendants to
     the main process, a subreaper; this thread SIGKILLs them (and what they started) and reaps
-    them. A process must be older than `min_age_s` before it is touched, so a pool child that was
-    forked a moment ago and is not yet in the pool's list is never mistaken for an orphan.
+    them. Spared: billiard's children (the pool, an embedded beat), the plugin probes of this
+    process's own syncs, anything younger than `min_age_s`, and anything not seen on the previous
+    pass too, so a process forked a moment ago and not yet registered is never mistaken for an
+    orphan. A pid billiard knows is never reaped here: its exit status belongs to the pool.
     """
 
     def __init__(
@@ -752,48 +792,36 @@ class OrphanSweeper:
         self.pool_pids = pool_pids
         self.interval_s = interval_s
         self.min_age_ticks = int(min_age_s * os.sysconf("SC_CLK_TCK"))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="warden-orphans", daemon=True)
-
-    def start(self) -> None:
-        """Sweep every `interval_s` seconds until stop()."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop sweeping."""
-        self._stop.set()
+        self._seen: set[tuple[int, int | None]] = set()
 
     def sweep(self) -> int:
         """One pass; return how many orphans were killed."""
-        me = os.getpid()
+        from plugins_app.probe import ACTIVE_PROBES
+
         try:
-            pool = self.pool_pids()
-        except Exception:  # the pool is starting or stopping: try next time
+            spared = self.pool_pids() | set(ACTIVE_PROBES)
+        except RuntimeError:  # the pool changed while it was read: next pass
             return 0
         now = _uptime_ticks()
         killed = 0
-        for pid in children_of(me):
-            if pid in pool:
+        seen: set[tuple[int, int | None]] = set()
+        for pid in children_of(os.getpid()):
+            if pid in spared:
                 continue
             if is_zombie(pid):
                 reap([pid])
                 continue
-            started = process_start_ticks(pid)
-            if started is None or now - started < self.min_age_ticks:
+            key = (pid, process_start_ticks(pid))
+            if key[1] is None or now - key[1] < self.min_age_ticks:
                 continue
-            if PROBE_MODULE in _cmdline(pid):
-                continue  # a plugin probe of this process's own sync, not an orphan
+            seen.add(key)
+            if key not in self._seen:
+                continue  # first sighting: confirm on the next pass
             kill_descendants(pid)
             killed += kill_pids([pid])
             reap_killed([pid], timeout_s=0.2)
+        self._seen = seen
         return killed
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.sweep()
-            except Exception:
-                logger.exception("orphan sweep failed")
 
 
 def _uptime_ticks() -> int:

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import traceback as tb
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from types import FrameType, TracebackType
@@ -32,8 +33,8 @@ from project.storable import storable_text
 from .containment import JobTree, worker_containment
 from .models import Job
 from .output import OutputCapture
-from .services import job_finish, job_input_read, memory_error, timeout_error
-from .slots import RunningSlot
+from .services import job_finish, job_input_read, memory_error, scope_error, timeout_error
+from .slots import RunningSlot, slot_cancelled
 from .validation import args_validate, output_validate, plugin_admit_here, tool_resolve
 from .watchdog import MemoryWatch
 from .workers import worker_host_name
@@ -75,6 +76,8 @@ class ToolRun:
         self._output: OutputCapture | None = None
         self._stack = ExitStack()
         self._armed = False
+        self._inside = False
+        self.fired = False  # the soft-limit alarm went off
         self._started = 0.0
         self._saved_handler: Any = None
 
@@ -87,7 +90,7 @@ class ToolRun:
         run_dir = settings.WARDEN_RUN_DIR
         containment = worker_containment()
         tree = containment.job(self.job_id, limit_mb=self.job.memory_mb)
-        now = time.time()
+        now = time.monotonic()  # CLOCK_MONOTONIC: the main process compares with its own reading
         try:
             self._stack.enter_context(
                 RunningSlot(
@@ -116,18 +119,44 @@ class ToolRun:
                     output=self._output,
                 )
             )
+            if slot_cancelled(run_dir, self.job_id):
+                raise WardenError(
+                    "Cancelled",
+                    f"Job {self.job_id} was cancelled while RUNNING",
+                    details={"cancelled_while": "RUNNING"},
+                    plugin=self.job.plugin_name,
+                )
+        except WardenError:
+            self._stack.close()
+            raise
+        except Exception as exc:  # Warden's own failure (run dir, cgroup, /proc): not the plugin's
+            self._stack.close()
+            raise scope_error(self.job, "prepare", exc) from exc
         except BaseException:
             self._stack.close()
             raise
         self._saved_handler = signal.signal(signal.SIGALRM, self._on_alarm)
-        self._armed = True
-        signal.setitimer(signal.ITIMER_REAL, self.job.timeout_s)
         self._started = time.monotonic()
+        self._armed = True
+        signal.setitimer(signal.ITIMER_REAL, self.job.timeout_s)  # last: nothing left to undo
         return self
+
+    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Call the plugin inside the scope; only here may the soft limit interrupt it (an alarm
+        that goes off in Warden's own set-up or clean-up is noted, never raised there)."""
+        self._inside = True
+        try:
+            if self.fired:
+                raise SoftTimeLimitExceeded()
+            return function(*args)
+        finally:
+            self._inside = False
 
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
         if self._armed:
-            raise SoftTimeLimitExceeded()
+            self.fired = True
+            if self._inside:
+                raise SoftTimeLimitExceeded()
 
     def __exit__(
         self,
@@ -141,6 +170,8 @@ class ToolRun:
         signal.signal(signal.SIGALRM, self._saved_handler or signal.SIG_DFL)
         try:
             self._stack.__exit__(exc_type, exc, tb)
+        except Exception as cleanup:  # Warden's own failure while cleaning up
+            raise scope_error(self.job, "clean up after", cleanup) from cleanup
         finally:
             if self._output is not None:
                 self.output_text = self._output.text
@@ -175,7 +206,7 @@ class ToolRunner:
             call_args = self._call_args(job)
             run = self._scope(job, plugin)
             with run:
-                output = instance.run(job.tool, call_args)
+                output = run.call(instance.run, job.tool, call_args)
             self._check_run(job, run)
             result = output_validate(plugin, tool, output, settings.WARDEN_MAX_RESULT_MB)
         except BaseException as exc:
@@ -203,8 +234,11 @@ class ToolRunner:
 
     @staticmethod
     def _scope(job: Job, plugin: PluginRecord) -> ToolRun:
-        """The run's scope; an OSError setting it up is Warden's failure, not the plugin's."""
-        return ToolRun(job, address_limit=not plugin.requires_gpu)
+        """The run's scope. The address-space backstop is for CPU plugins in tree mode only:
+        cgroups bound memory better, and helpers (Java, Node) inherit an RLIMIT_AS they cannot
+        start under."""
+        tree_mode = worker_containment().slot is None
+        return ToolRun(job, address_limit=tree_mode and not plugin.requires_gpu)
 
     @staticmethod
     def _check_run(job: Job, run: ToolRun) -> None:
@@ -226,21 +260,11 @@ class ToolRunner:
         if run is not None and watch is not None:  # the tool ran: limits decide first
             if run.oom_kills:
                 return memory_error(job, kind="oom", peak_mb=watch.peak_growth_mb), trace
-            if isinstance(exc, MemoryError) and watch.rlimit_hit:
+            if isinstance(exc, MemoryError) and watch.rlimit_hit:  # numpy's subclass too
                 return memory_error(job, kind="address-space", peak_mb=watch.peak_growth_mb), trace
             if isinstance(exc, SoftTimeLimitExceeded) or run.overran:
                 late = not isinstance(exc, SoftTimeLimitExceeded)
                 return timeout_error(job, kind="soft", late=late), ""
-        elif isinstance(exc, OSError):
-            return (
-                WardenError(
-                    "ServiceUnavailable",
-                    f"The worker could not prepare job {job.pk}: {type(exc).__name__}: {exc}",
-                    details={"exception": type(exc).__name__},
-                    plugin=job.plugin_name,
-                ),
-                trace,
-            )
         if isinstance(exc, warden.InvalidInput):
             return (
                 WardenError(

@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from celery import current_app
@@ -339,6 +340,17 @@ def timeout_error(job: Job, *, kind: str, late: bool = False) -> WardenError:
     return WardenError("TimeoutError", message, details=details, plugin=job.plugin_name)
 
 
+def scope_error(job: Job, doing: str, exc: BaseException) -> WardenError:
+    """Warden's own failure around a tool run (run directory, cgroup, output capture): the job
+    ends ServiceUnavailable, not counted against the plugin."""
+    return WardenError(
+        "ServiceUnavailable",
+        f"The worker could not {doing} the run of job {job.pk}: {type(exc).__name__}: {exc}",
+        details={"exception": type(exc).__name__},
+        plugin=job.plugin_name,
+    )
+
+
 def memory_error(job: Job, *, kind: str, peak_mb: float | None, **extra: Any) -> WardenError:
     """The MemoryLimitExceeded of a job stopped by the watchdog ("rss"), the address-space
     backstop ("address-space") or the kernel inside the job's cgroup ("oom")."""
@@ -421,6 +433,15 @@ def job_fail_hard_timeout(*, job_id: str) -> None:
 
 def _job_end_after_kill(job_id: str, *, worker_message: str | None, hard_limit: bool) -> None:
     run_dir = settings.WARDEN_RUN_DIR
+    try:
+        _job_record_kill(job_id, run_dir, worker_message=worker_message, hard_limit=hard_limit)
+    finally:
+        slot_files_remove(run_dir, job_id)
+
+
+def _job_record_kill(
+    job_id: str, run_dir: Path, *, worker_message: str | None, hard_limit: bool
+) -> None:
     marker = marker_read(run_dir, job_id) or {}
     info = slot_info(run_dir, job_id)  # left behind when the child died during the tool's run
     oom_kills = worker_containment().release(info.get("pid"), int(info.get("oom_base", 0)))
@@ -453,7 +474,6 @@ def _job_end_after_kill(job_id: str, *, worker_message: str | None, hard_limit: 
             output=output,
             peak_memory_mb=error.details.get("peak_mb") if error.type != "Cancelled" else None,
         )
-    slot_files_remove(run_dir, job_id)
 
 
 def _crash_error(job: Job, worker_message: str) -> WardenError:

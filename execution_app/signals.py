@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connections
 
 from .containment import (
+    billiard_children,
     containment_setup,
     set_subreaper,
     worker_containment,
@@ -96,7 +97,7 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
         _supervisor = Supervisor(
             containment=worker_containment(),
             run_dir=settings.WARDEN_RUN_DIR,
-            pool_pids=lambda: {p.pid for p in sender.pool._pool._pool if p.pid},
+            pool_pids=billiard_children,
         )
         supervisor_set(_supervisor)
         _supervisor.start()

@@ -7,8 +7,16 @@ still holds it is the child killed. A child that has finished the tool must take
 releases the run lock, so it can never move on to another job between the check and the kill:
 cancelling or timing out one job never kills a process that is running another job.
 
+The locks are POSIX record locks (`fcntl.lockf`), which belong to a process and are not inherited
+by `fork()`: a pool child forked while the main process holds a gate does not hold it too (a
+`flock` would be shared through the inherited descriptor, and the gate would never open again).
+They do not exclude threads of one process, so the main process also serialises its stoppers with
+a thread lock. Every wait is bounded.
+
 Why a job ended, when its child was killed on purpose, is left as a small JSON "end marker" next
-to it, read by the main process's failure hooks.
+to it, read by the main process's failure hooks. A cancel leaves its marker before it looks for
+the slot, and a child checks for one after taking its slot: one of the two always sees the other,
+so a job cancelled while its child was still loading the plugin does not run.
 """
 
 from __future__ import annotations
@@ -16,12 +24,29 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 SLOT_DIR = "jobs"
+LOCK_WAIT_S = 5.0
+_stoppers = threading.Lock()  # POSIX locks do not exclude the threads of one process
+
+
+def _lock(fd: int, operation: int, timeout_s: float = LOCK_WAIT_S) -> bool:
+    """Take a POSIX record lock on `fd`, waiting at most `timeout_s`; return whether it was
+    taken."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.lockf(fd, operation | fcntl.LOCK_NB)
+            return True
+        except OSError:  # EACCES or EAGAIN: held by another process
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
 
 
 _made: set[Path] = set()
@@ -90,8 +115,8 @@ class RunningSlot:
 
     def __enter__(self) -> RunningSlot:
         _ensure_dir(self.run_path.parent)
-        fd = os.open(self.run_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(self.run_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fcntl.lockf(fd, fcntl.LOCK_EX)  # a new file: nobody else holds it
         os.write(fd, json.dumps({"pid": os.getpid(), **self.info}).encode())
         self._fd = fd
         return self
@@ -99,11 +124,12 @@ class RunningSlot:
     def __exit__(self, *exc: object) -> None:
         if self._fd is None:
             return
-        gate = os.open(self.gate_path, os.O_RDWR | os.O_CREAT, 0o600)
+        gate = os.open(self.gate_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(gate, fcntl.LOCK_EX)  # waits while someone decides to kill this child
+            # Waits while someone decides to kill this child (a stopper holds the gate briefly).
+            _lock(gate, fcntl.LOCK_EX, timeout_s=4 * LOCK_WAIT_S)
             self.run_path.unlink(missing_ok=True)
-            os.close(self._fd)
+            os.close(self._fd)  # releases the run lock
             self._fd = None
             self.gate_path.unlink(missing_ok=True)
         finally:
@@ -158,33 +184,72 @@ def slot_stop(
     marker: dict[str, Any],
     kill: Callable[[int], None],
     owns: Callable[[int], bool] = lambda _pid: True,
+    mark_first: bool = False,
 ) -> bool:
     """If a worker child on this host (one that `owns` accepts) is still running `job_id`, leave
     `marker` and call `kill(child pid)` while that child cannot move on. Returns whether it was
-    killed."""
+    killed. With `mark_first` (a cancel) the marker is left even when no child runs the job yet,
+    so a child that takes the job's slot later sees it and does not run the tool."""
     run_path, gate_path = _slot_paths(run_dir, job_id)
+    if mark_first:
+        _ensure_dir(run_path.parent)
+        marker_write(run_dir, job_id, marker)
     if not run_path.exists():
         return False
-    gate = os.open(gate_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(gate, fcntl.LOCK_EX)
+    with _stoppers:
+        gate = os.open(gate_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fd = os.open(run_path, os.O_RDONLY)
-        except FileNotFoundError:
-            gate_path.unlink(missing_ok=True)  # the child finished; nobody waits on this gate
-            return False
-        try:
+            if not _lock(gate, fcntl.LOCK_EX):
+                return False  # a child stuck at its gate for seconds: leave it to the backstops
             try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
+                fd = os.open(run_path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                gate_path.unlink(missing_ok=True)  # the child finished; nobody waits on this gate
+                return False
+            try:
+                if _lock(fd, fcntl.LOCK_SH, timeout_s=0):
+                    return False  # the lock was free: its child died without cleaning up
                 pid = _slot_pid(fd)
                 if pid is None or not owns(pid):
                     return False
                 marker_write(run_dir, job_id, marker)
                 kill(pid)
                 return True
-            return False  # the lock was free: its child died without cleaning up
+            finally:
+                os.close(fd)
         finally:
-            os.close(fd)
-    finally:
-        os.close(gate)
+            os.close(gate)
+
+
+def slot_cancelled(run_dir: Path, job_id: str) -> bool:
+    """Whether a cancel left its marker for `job_id` (a child checks after taking the slot)."""
+    return (marker_read(run_dir, job_id) or {}).get("cause") == "cancel"
+
+
+def slot_files_sweep(run_dir: Path, *, alive: Callable[[int], bool], max_age_s: float) -> int:
+    """Remove what dead children and other hosts' cancels left in the run directory: slot files
+    whose child is gone, and markers, gates and outputs older than `max_age_s` with no slot.
+    Returns how many files were removed."""
+    folder = run_dir / SLOT_DIR
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return 0
+    running = {n[: -len(".run")] for n in names if n.endswith(".run")}
+    removed = 0
+    now = time.time()
+    for name in names:
+        job_id, _, kind = name.rpartition(".")
+        path = folder / name
+        try:
+            if kind == "run":
+                pid = int(json.loads(path.read_text() or "null")["pid"])
+                stale = not alive(pid) and now - path.stat().st_mtime > max_age_s
+            else:
+                stale = job_id not in running and now - path.stat().st_mtime > max_age_s
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if stale:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -11,6 +11,7 @@ job; the pool then reports the lost child and the failure hooks record the end f
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,11 +21,17 @@ from typing import Any
 from celery.worker.control import control_command
 
 from .containment import Containment, OrphanSweeper
-from .slots import slot_stop, slots_running
+from .slots import slot_files_sweep, slot_stop, slots_running
 
 logger = logging.getLogger(__name__)
 TICK_S = 0.05
 SWEEP_EVERY = 5  # ticks
+FILE_SWEEP_EVERY = 1200  # ticks: once a minute
+FILE_MAX_AGE_S = 600.0
+
+
+def _alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
 
 
 class Supervisor:
@@ -72,7 +79,14 @@ class Supervisor:
             self.containment.kill(job_id, pid)
             stopped.append(pid)
 
-        slot_stop(self.run_dir, job_id, marker=marker, kill=kill, owns=self._owned)
+        slot_stop(
+            self.run_dir,
+            job_id,
+            marker=marker,
+            kill=kill,
+            owns=self._owned,
+            mark_first=marker.get("cause") == "cancel",
+        )
         if stopped:
             logger.warning(
                 "stopped job %s (%s): killed worker child %d", job_id, marker, stopped[0]
@@ -81,7 +95,7 @@ class Supervisor:
 
     def check_deadlines(self) -> None:
         """Stop every job of this pool that is past its hard deadline."""
-        now = time.time()
+        now = time.monotonic()  # CLOCK_MONOTONIC: the same for every process of this host
         for job_id, info in slots_running(self.run_dir):
             if now >= float(info.get("hard_deadline", float("inf"))) and self._owned(
                 int(info.get("pid", 0))
@@ -97,6 +111,8 @@ class Supervisor:
                 if self.sweeping and ticks % SWEEP_EVERY == 0:
                     self.sweeper.sweep()
                     self.containment.sweep_slots(self.pool_pids())
+                if ticks % FILE_SWEEP_EVERY == 0:
+                    slot_files_sweep(self.run_dir, alive=_alive, max_age_s=FILE_MAX_AGE_S)
             except Exception:
                 logger.exception("worker supervision failed")
 

@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-import psutil
-
 from .containment import JobTree
 from .output import OutputCapture
 from .slots import marker_path
@@ -32,6 +30,9 @@ from .slots import marker_path
 MB = 2**20
 SWITCH_INTERVAL_S = 0.001
 OUTPUT_TRIM_EVERY = 10  # polls
+PEAK_EVERY = 10  # polls between exact samples of the peak (cgroup mode)
+CONFIRM_EVERY = 5  # polls between exact re-reads while only page cache is past the limit
+CONFIRM_GROWTH = 4 * MB
 
 
 class _Watcher:
@@ -71,6 +72,13 @@ class _Watcher:
 
 
 _watcher: _Watcher | None = None
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _vm_size() -> int:
+    """This process's virtual size in bytes (first field of /proc/self/statm)."""
+    with open("/proc/self/statm", "rb") as handle:
+        return int(handle.read().split()[0]) * PAGE
 
 
 def _the_watcher() -> _Watcher:
@@ -104,30 +112,49 @@ class MemoryWatch:
         self.measured = measured
         self.output = output
         self.peak_bytes = 0
+        self.peak_confirmed = 0
         self.rlimit_hit = False
         self._polls = 0
+        self._confirmed_at = (0, 0)
         self._saved_rlimit: tuple[int, int] | None = None
         self._saved_switch = sys.getswitchinterval()
 
     @property
     def peak_growth_mb(self) -> float:
-        """Peak memory of the job's tree over its start, in MB."""
-        return self.peak_bytes / MB
+        """Peak memory of the job's tree over its start, in MB (without page cache)."""
+        return (self.peak_bytes if self.tree.precise else self.peak_confirmed) / MB
 
     def _sample(self) -> int:
         used = self.tree.memory_bytes()
         self.peak_bytes = max(self.peak_bytes, used)
         return used
 
+    def _confirm(self) -> int:
+        """The job's memory without reclaimable page cache (a heavier read): the figure a kill
+        and the reported peak are based on."""
+        confirmed = self.tree.confirmed_memory_bytes()
+        self.peak_confirmed = max(self.peak_confirmed, confirmed)
+        self._confirmed_at = (self._polls, self.peak_bytes)
+        return confirmed
+
     def tick(self) -> None:
         """One poll (watchdog thread): kill the job past its limit; keep its output bounded."""
         try:
             used = self._sample()
-            if used > self.limit_mb * MB:
-                confirmed = self.tree.confirmed_memory_bytes()
-                if confirmed > self.limit_mb * MB:
-                    self._kill(confirmed)
             self._polls += 1
+            limit = self.limit_mb * MB
+            if used > limit:
+                if self.tree.precise:
+                    self._kill(used)
+                # Past the limit only with page cache counted: re-read the exact figure every
+                # few polls, or at once when the cheap figure grew by a few MB since.
+                polls, at = self._confirmed_at
+                if self._polls - polls >= CONFIRM_EVERY or used - at > CONFIRM_GROWTH:
+                    confirmed = self._confirm()
+                    if confirmed > limit:
+                        self._kill(confirmed)
+            elif not self.tree.precise and self._polls % PEAK_EVERY == 0:
+                self._confirm()
             if self.output is not None and self._polls % OUTPUT_TRIM_EVERY == 0:
                 self.output.trim()
         except OSError:
@@ -148,7 +175,7 @@ class MemoryWatch:
         os.kill(os.getpid(), signal.SIGKILL)
 
     def __enter__(self) -> MemoryWatch:
-        self.peak_bytes = 0
+        self.peak_bytes = self.peak_confirmed = 0
         self._sample()
         # A thread allocating in a loop holds the GIL for a whole switch interval (5 ms by
         # default); a shorter one lets the watchdog in sooner, so it stops the job closer to the
@@ -158,7 +185,7 @@ class MemoryWatch:
         if self.address_limit:
             # Backstop: address space may grow by the limit plus 10 %, never more. Breaks CUDA,
             # so GPU plugins rely on the polling thread (and the job cgroup) alone.
-            vms = psutil.Process().memory_info().vms
+            vms = _vm_size()
             self._saved_rlimit = resource.getrlimit(resource.RLIMIT_AS)
             cap = vms + int(self.limit_mb * MB * 1.1)
             hard = self._saved_rlimit[1]
@@ -176,10 +203,12 @@ class MemoryWatch:
     ) -> None:
         if self._saved_rlimit is not None:
             resource.setrlimit(resource.RLIMIT_AS, self._saved_rlimit)
-            self.rlimit_hit = exc_type is MemoryError
+            self.rlimit_hit = exc_type is not None and issubclass(exc_type, MemoryError)
         _the_watcher().disarm()
         sys.setswitchinterval(self._saved_switch)
         try:
             self._sample()
+            if not self.tree.precise:
+                self._confirm()
         except OSError:
             pass

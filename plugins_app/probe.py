@@ -24,6 +24,8 @@ import psutil
 from project.storable import storable_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Pids of the probe processes this process is running (a worker's orphan sweeper spares them).
+ACTIVE_PROBES: set[int] = set()
 POLL_S = 0.01
 STAGE_LABELS = {
     "import": "import",
@@ -119,6 +121,44 @@ def _failure_reason(spec: ProbeSpec, outcome: dict[str, object]) -> tuple[str, s
     return f"{prefix}: {detail}", hint
 
 
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    started: float,
+    timeout_s: float,
+    memory_mb: int,
+    out_file: Any,
+    err_file: Any,
+) -> tuple[str, dict[str, object] | None, str, str | None, float]:
+    """Watch a probe process until it ends (killing its group past the time or memory limit);
+    return (stage reached, outcome, stderr tail, what it was killed for, peak RSS MB)."""
+    killed_for: str | None = None
+    peak_mb = 0.0
+    try:
+        handle: psutil.Process | None = psutil.Process(proc.pid)
+    except psutil.Error:
+        handle = None
+    while proc.poll() is None:
+        if time.monotonic() - started > timeout_s:
+            killed_for = "timeout"
+        elif handle is not None:
+            try:
+                peak_mb = max(peak_mb, handle.memory_info().rss / 2**20)
+            except psutil.Error:
+                pass
+            if peak_mb > memory_mb:
+                killed_for = "memory"
+        if killed_for:
+            _kill_group(proc)
+            break
+        time.sleep(POLL_S)
+    proc.wait()
+    out_file.seek(0)
+    stage, outcome = _parse(out_file.read().decode("utf-8", "replace"))
+    err_file.seek(0)
+    stderr_tail = storable_text(err_file.read()[-4000:].decode("utf-8", "replace"))
+    return stage, outcome, stderr_tail, killed_for, peak_mb
+
+
 def probe_one(spec: ProbeSpec, *, timeout_s: float, memory_mb: int) -> ProbeResult:
     """Probe one plugin in a fresh process; never raises for anything the plugin does."""
     started = time.monotonic()
@@ -136,31 +176,13 @@ def probe_one(spec: ProbeSpec, *, timeout_s: float, memory_mb: int) -> ProbeResu
             env=env,
             start_new_session=True,
         )
-        killed_for: str | None = None
-        peak_mb = 0.0
+        ACTIVE_PROBES.add(proc.pid)
         try:
-            handle: psutil.Process | None = psutil.Process(proc.pid)
-        except psutil.Error:
-            handle = None
-        while proc.poll() is None:
-            if time.monotonic() - started > timeout_s:
-                killed_for = "timeout"
-            elif handle is not None:
-                try:
-                    peak_mb = max(peak_mb, handle.memory_info().rss / 2**20)
-                except psutil.Error:
-                    pass
-                if peak_mb > memory_mb:
-                    killed_for = "memory"
-            if killed_for:
-                _kill_group(proc)
-                break
-            time.sleep(POLL_S)
-        proc.wait()
-        out_file.seek(0)
-        stage, outcome = _parse(out_file.read().decode("utf-8", "replace"))
-        err_file.seek(0)
-        stderr_tail = storable_text(err_file.read()[-4000:].decode("utf-8", "replace"))
+            stage, outcome, stderr_tail, killed_for, peak_mb = _supervise(
+                proc, started, timeout_s, memory_mb, out_file, err_file
+            )
+        finally:
+            ACTIVE_PROBES.discard(proc.pid)
     duration_ms = (time.monotonic() - started) * 1000
     label = STAGE_LABELS.get(stage, stage)
     if killed_for == "timeout":

@@ -172,8 +172,9 @@ WARDEN_RUN_DIR = Path(os.environ.get("WARDEN_RUN_DIR", VAR_DIR / "run"))
 WARDEN_HOST_NAME = os.environ.get("WARDEN_HOST_NAME") or socket.gethostname()
 # How a job's process tree is contained: auto (cgroups when writable, else tree), cgroup, tree.
 WARDEN_CONTAINMENT = os.environ.get("WARDEN_CONTAINMENT", "auto")
-# Processes one job may have at once (cgroup mode; 0 = no limit): a fork bomb stops there.
-WARDEN_JOB_MAX_PIDS = env_int("WARDEN_JOB_MAX_PIDS", 256)
+# Tasks (processes and their threads, the worker child's own included) one worker child's jobs
+# may have at once (cgroup mode; 0 = no limit): a fork bomb stops there.
+WARDEN_JOB_MAX_PIDS = env_int("WARDEN_JOB_MAX_PIDS", 1024)
 # The last this many KB of a job's stdout/stderr are kept on the Job (admin only).
 WARDEN_JOB_OUTPUT_KB = env_int("WARDEN_JOB_OUTPUT_KB", 64)
 # A result whose JSON is larger fails with OutputValidationError before it is stored.

@@ -140,6 +140,7 @@ def start_worker(
     name: str = "test",
     concurrency: int = 2,
     queues: str = "cpu,gpu",
+    extra_args: tuple[str, ...] = (),
 ) -> Proc:
     """Start a real prefork Celery worker; return once it announces its queues in Redis."""
     import redis
@@ -164,6 +165,7 @@ def start_worker(
             "INFO",
             "--without-gossip",
             "--without-mingle",
+            *extra_args,
         ],
         env=env,
         log=log,

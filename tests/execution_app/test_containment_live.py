@@ -302,3 +302,29 @@ def test_it_never_kills_another_job_when_a_cancel_races_its_end(live, auth_clien
     record = health(auth_client)
     assert (record["error_count"], record["state"]) == (0, "INITIALIZED")
     assert_gone_soon([int(p) for p in pidfile.read_text().split()])
+
+
+def test_it_spares_the_beat_a_worker_embeds(live, settings):
+    from tests.conftest import worker_env
+    from tests.harness import start_worker
+
+    worker = start_worker(
+        worker_env(WARDEN_CONTAINMENT=os.environ.get("WARDEN_CONTAINMENT", "auto")),
+        Path(settings.VAR_DIR) / "beat-worker.log",
+        name="withbeat",
+        queues="gpu",
+        concurrency=1,
+        extra_args=("-B", "-s", str(Path(settings.VAR_DIR) / "beat-schedule")),
+    )
+    try:
+        main = psutil.Process(worker.pid)
+        children = wait_until(
+            lambda: main.children() if len(main.children()) == 2 else None, 20, "pool + beat"
+        )
+        # Two sweeps and the minimum age pass in about a second: watch for three.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            assert all(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+            time.sleep(0.1)  # an observation window, not synchronisation
+    finally:
+        worker.stop()

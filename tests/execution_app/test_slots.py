@@ -10,7 +10,14 @@ import signal
 import time
 from pathlib import Path
 
-from execution_app.slots import RunningSlot, _slot_pid, marker_read, slot_stop, slots_running
+from execution_app.slots import (
+    RunningSlot,
+    _slot_pid,
+    marker_read,
+    slot_cancelled,
+    slot_stop,
+    slots_running,
+)
 
 ITERATIONS = 150
 
@@ -34,9 +41,9 @@ def _naive_stop(run_dir: Path, job_id: str, kill) -> bool:
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False
-    except BlockingIOError:
+    except OSError:
         kill(_slot_pid(fd))
         return True
     finally:
@@ -88,23 +95,78 @@ def test_it_shows_the_race_the_gate_prevents(tmp_path):
     assert wrong > 0
 
 
+def _holder(run_dir: Path, job_id: str) -> tuple[int, int]:
+    """Fork a child that holds `job_id`'s slot until the returned pipe is written to (or
+    closed); return (its pid, the pipe's write end)."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with RunningSlot(run_dir, job_id, {"hard_deadline": 12.5}):
+                os.write(ready_w, b"x")
+                os.read(go_r, 1)
+        finally:
+            os._exit(0)
+    os.read(ready_r, 1)
+    for fd in (ready_r, ready_w, go_r):
+        os.close(fd)
+    return pid, go_w
+
+
 def test_it_kills_only_a_child_it_owns_and_leaves_a_marker(tmp_path):
+    pid, go = _holder(tmp_path, "J")
     killed: list[int] = []
-    with RunningSlot(tmp_path, "J", {"hard_deadline": 12.5}):
-        assert dict(slots_running(tmp_path)) == {"J": {"pid": os.getpid(), "hard_deadline": 12.5}}
-        # This process holds the slot through another open file: a killer sees it held.
-        not_mine = slot_stop(
-            tmp_path, "J", marker={"cause": "hard"}, kill=killed.append, owns=lambda p: False
-        )
-        assert (not_mine, killed, marker_read(tmp_path, "J")) == (False, [], None)
+    assert dict(slots_running(tmp_path)) == {"J": {"pid": pid, "hard_deadline": 12.5}}
 
-        mine = slot_stop(tmp_path, "J", marker={"cause": "hard"}, kill=killed.append)
+    not_mine = slot_stop(
+        tmp_path, "J", marker={"cause": "hard"}, kill=killed.append, owns=lambda p: False
+    )
+    mine = slot_stop(tmp_path, "J", marker={"cause": "hard"}, kill=killed.append)
 
-        assert (mine, killed, marker_read(tmp_path, "J")) == (
-            True,
-            [os.getpid()],
-            {"cause": "hard"},
-        )
+    assert (not_mine, mine, killed) == (False, True, [pid])
+    assert marker_read(tmp_path, "J") == {"cause": "hard"}
+    os.write(go, b"x")
+    os.close(go)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status)
     assert slot_stop(tmp_path, "J", marker={"cause": "cancel"}, kill=killed.append) is False
-    assert killed == [os.getpid()]
+    assert killed == [pid]
     assert list(slots_running(tmp_path)) == []
+
+
+def test_it_does_not_pass_a_held_gate_on_to_a_forked_process(tmp_path):
+    # A pool child forked while the main process decides to stop a job must not hold the gate
+    # too (flock locks are shared through inherited descriptors; POSIX record locks are not).
+    pid, go = _holder(tmp_path, "J")
+    forked: list[int] = []
+
+    def kill(child: int) -> None:
+        grandchild = os.fork()  # forked while the gate is held
+        if grandchild == 0:
+            time.sleep(30)
+            os._exit(0)
+        forked.append(grandchild)
+
+    assert slot_stop(tmp_path, "J", marker={"cause": "cancel"}, kill=kill) is True
+    try:
+        os.write(go, b"x")  # the slot holder finishes: it must get through its gate at once
+        os.close(go)
+        started = time.monotonic()
+        _, status = os.waitpid(pid, 0)
+        assert time.monotonic() - started < 2.0
+        assert os.WIFEXITED(status)
+    finally:
+        for child in forked:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+
+
+def test_it_leaves_a_cancel_marker_for_a_child_that_takes_the_slot_later(tmp_path):
+    stopped = slot_stop(
+        tmp_path, "J", marker={"cause": "cancel"}, kill=lambda p: None, mark_first=True
+    )
+
+    assert stopped is False
+    assert slot_cancelled(tmp_path, "J") is True
+    assert slot_cancelled(tmp_path, "K") is False
