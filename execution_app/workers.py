@@ -1,7 +1,9 @@
 """Worker liveness: each worker's main process keeps its name fresh in a Redis sorted set per queue.
 
 The API checks the set (one Redis round trip) before queueing, so a request made while no worker
-consumes its queue gets a 503 at once instead of a job nobody will run.
+consumes its queue gets a 503 at once instead of a job nobody will run. Beats are scored, and
+freshness judged, with the Redis server's clock (`TIME` inside small Lua scripts): one clock for
+every host, whatever their own clocks say.
 """
 
 from __future__ import annotations
@@ -31,14 +33,44 @@ def _key(queue: str) -> str:
     return f"{KEY_PREFIX}:{queue}"
 
 
+# KEYS: the queues' sets; ARGV[1]: the window in seconds. Returns, per key, the fresh members.
+_FRESH = """
+local t = redis.call('TIME')
+local since = tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('ZRANGEBYSCORE', key, since, '+inf') end
+return out
+"""
+# KEYS: the queues' sets; ARGV[1]: the member; ARGV[2]: how old a member may get before removal.
+_BEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - tonumber(ARGV[2]))
+end
+return now
+"""
+
+
+def _fresh(queues: tuple[str, ...] | list[str]) -> list[list[bytes]]:
+    """The members of each queue's set that beat within TTL_S seconds, by Redis's clock.
+
+    Raises redis.RedisError if Redis cannot be reached.
+    """
+    client = _client()
+    found: list[list[bytes]] = client.eval(
+        _FRESH, len(queues), *[_key(q) for q in queues], TTL_S
+    )
+    return found
+
+
 def live_workers(queue: str) -> list[str]:
     """Return the names of workers that announced `queue` within the last TTL_S seconds.
 
     Raises redis.RedisError if Redis cannot be reached.
     """
-    names: list[bytes] = _client().zrangebyscore(  # type: ignore[assignment]
-        _key(queue), time.time() - TTL_S, "+inf"
-    )
+    [names] = _fresh([queue])
     return sorted(n.decode() for n in names)
 
 
@@ -97,12 +129,8 @@ def live_hosts() -> dict[str, set[str]]:
     now = time.monotonic()
     if _live_hosts[0] > now:
         return _live_hosts[1]
-    since = time.time() - TTL_S
-    pipe = _client().pipeline()
-    for queue in JOB_QUEUES:
-        pipe.zrangebyscore(_key(queue), since, "+inf")
     hosts: dict[str, set[str]] = {}
-    for queue, names in zip(JOB_QUEUES, pipe.execute(), strict=True):
+    for queue, names in zip(JOB_QUEUES, _fresh(JOB_QUEUES), strict=True):
         for name in names:
             hosts.setdefault(node_host(name.decode()), set()).add(queue)
     _live_hosts = (now + LIVE_HOSTS_CACHE_S, hosts)
@@ -143,13 +171,14 @@ class Heartbeat:
             pass
 
     def _beat(self) -> None:
-        now = time.time()
         try:
-            pipe = _client().pipeline()
-            for queue in self.queues:
-                pipe.zadd(_key(queue), {self.hostname: now})
-                pipe.zremrangebyscore(_key(queue), "-inf", now - 10 * TTL_S)
-            pipe.execute()
+            _client().eval(
+                _BEAT,
+                len(self.queues),
+                *[_key(q) for q in self.queues],
+                self.hostname,
+                10 * TTL_S,
+            )
         except redis.RedisError as exc:
             logger.warning("worker heartbeat failed: %s", exc)
 
