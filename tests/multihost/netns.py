@@ -49,7 +49,6 @@ FAST_LIMITS = {
     "WARDEN_LOAD_TIMEOUT_S": "3",
     "WARDEN_REAPER_GRACE_S": "1",
     "WARDEN_REAPER_INTERVAL_S": "1",
-    "WARDEN_PROBE_TIMEOUT_S": "30",
 }
 # Each worker host mounts a tmpfs over /srv in its private mount namespace (nothing is written to
 # the machine's /srv) and bind-mounts the plugin folder read-only below it.
@@ -104,6 +103,10 @@ def preflight() -> None:
     for program in ("ip", "unshare", "setpriv", "hostname", "mount"):
         if shutil.which(program) is None:
             raise Unsupported(f"program '{program}' not found")
+    try:
+        _run(["unshare", "--uts", "--mount", "--propagation", "private", "true"], timeout=10)
+    except RuntimeError as exc:
+        raise Unsupported(f"cannot create UTS and mount namespaces: {exc}") from None
     if postgres_bindir() is None:
         raise Unsupported("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb)")
     try:
@@ -197,6 +200,8 @@ class WorkerHost:
     plugin_mount: str
     fake_gpu: bool
     var_dir: Path
+    # Extra environment for the host's worker from its next start (e.g. LD_PRELOAD a fake clock).
+    env: dict[str, str] = field(default_factory=dict)
     proc: Proc | None = None
     starts: int = 0
 
@@ -303,17 +308,15 @@ class Cluster:
             _run(["ip", "netns", "add", netns])
             self.namespaces.append(netns)
             port = f"p-{role}"
-            _run([*ip_br, "link", "add", port, "type", "veth"] + ["peer", "eth0", "netns", netns])
+            _run([*ip_br, "link", "add", port, "type", "veth", "peer", "eth0", "netns", netns])
             _run([*ip_br, "link", "set", port, "master", "br0", "up"])
             _run(["ip", "-n", netns, "addr", "add", f"{self.addr(host)}/24", "dev", "eth0"])
             _run(["ip", "-n", netns, "link", "set", "eth0", "up"])
             _run(["ip", "-n", netns, "link", "set", "lo", "up"])
         # The test process's own way in: one veth end here, on the same private subnet.
         self.root_veth = f"wm{self.run_id.rsplit('-', 1)[1]}{os.getpid() % 10000:04d}"[:15]
-        _run(
-            ["ip", "link", "add", self.root_veth, "type", "veth"]
-            + ["peer", "p-root", "netns", bridge_ns]
-        )
+        veth = ["ip", "link", "add", self.root_veth, "type", "veth"]
+        _run([*veth, "peer", "p-root", "netns", bridge_ns])
         _run([*ip_br, "link", "set", "p-root", "master", "br0", "up"])
         _run(["ip", "addr", "add", f"{self.addr(1)}/24", "dev", self.root_veth])
         _run(["ip", "link", "set", self.root_veth, "up"])
@@ -337,13 +340,16 @@ class Cluster:
         shutil.chown(pg, "postgres", "postgres")
         as_postgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
         _run(
-            [*as_postgres, str(bindir / "initdb"), "-D", str(pg / "data"), "-A", "trust"]
-            + ["-U", "postgres", "--no-sync", "-E", "UTF8"],
+            [
+                *as_postgres,
+                *(str(bindir / "initdb"), "-D", str(pg / "data")),
+                *("-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"),
+            ],
             timeout=120,
         )
         with (pg / "data" / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all all {self.subnet}.0/24 trust\n")
-        # Its own IPC namespace: nothing (shared memory) outlives the namespace's processes.
+        # Its own IPC namespace: its shared memory dies with it, so teardown may SIGKILL it.
         server = [
             "unshare",
             "--ipc",
@@ -363,6 +369,9 @@ class Cluster:
             "synchronous_commit=off",
             "-c",
             "full_page_writes=off",
+            # SysV, not /dev/shm files: freed with the IPC namespace however PostgreSQL dies.
+            "-c",
+            "dynamic_shared_memory_type=sysv",
         ]
         postgres = self._start("postgres", "db", server, base_env({}))
         redis_dir = self.workdir / "redis"
@@ -370,9 +379,11 @@ class Cluster:
         self._start(
             "redis",
             "db",
-            [redis_server_binary(), "--bind", self.db_addr, "--port", str(REDIS_PORT)]
-            + ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
-            + ["--dir", str(redis_dir)],
+            [
+                *(redis_server_binary(), "--bind", self.db_addr, "--port", str(REDIS_PORT)),
+                *("--save", "", "--appendonly", "no", "--protected-mode", "no"),
+                *("--dir", str(redis_dir)),
+            ],
             base_env({}),
         )
 
@@ -417,16 +428,20 @@ class Cluster:
         gunicorn = self._start(
             "gunicorn",
             "web",
-            [PYTHON, "-m", "gunicorn", "project.wsgi:application"]
-            + ["--bind", f"{self.web_addr}:{WEB_PORT}", "--worker-class", "gthread"]
-            + ["--workers", "1", "--threads", "8", "--timeout", "120", "--no-control-socket"],
+            [
+                *(PYTHON, "-m", "gunicorn", "project.wsgi:application"),
+                *("--bind", f"{self.web_addr}:{WEB_PORT}", "--worker-class", "gthread"),
+                *("--workers", "1", "--threads", "8", "--timeout", "120", "--no-control-socket"),
+            ],
             env,
         )
         self._start(
             "beat",
             "web",
-            [PYTHON, "-m", "celery", "-A", "project", "beat", "-l", "INFO"]
-            + ["-s", str(var / "celerybeat-schedule")],
+            [
+                *(PYTHON, "-m", "celery", "-A", "project", "beat", "-l", "INFO"),
+                *("-s", str(var / "celerybeat-schedule")),
+            ],
             env,
         )
         import requests
@@ -480,6 +495,7 @@ class Cluster:
             WARDEN_PLUGIN_DIRS=os.pathsep.join([worker.plugin_mount, str(SHARED_PLUGINS)]),
             WARDEN_SYNC_ON_WORKER_START="1",
             WARDEN_FAKE_GPU="1" if worker.fake_gpu else "0",
+            **worker.env,
         )
         started = time.time()
         args = ["unshare", "--uts", "--mount", "--propagation", "private", "--"]
@@ -583,12 +599,6 @@ class Cluster:
     def stop(self) -> None:
         """Kill every process, delete the namespaces, the root veth and the temp dir. Bounded:
         every step has a timeout, and a failing step does not stop the next."""
-        postgres = self.procs.get("postgres")
-        if postgres is not None and postgres.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(postgres.pid, signal.SIGQUIT)  # immediate shutdown, cleans its own IPC
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                postgres.popen.wait(timeout=10)
         for netns in reversed(self.namespaces):
             kill_netns(netns)
         for proc in self.procs.values():
