@@ -8,11 +8,12 @@ make pass; it fails until that lands.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,20 +99,29 @@ def finished(cluster: Cluster, api: Api, job_id: str, timeout: float = 30) -> di
     return dict(cluster.wait(terminal, timeout, f"job {job_id} to finish"))
 
 
-def run_together(api: Api, plugin: str, tool: str, args: dict[str, Any]) -> list[Any]:
-    """Two synchronous analyze calls at once (each worker host has one pool child, so the second
-    goes to the host the first does not occupy); their responses."""
-    responses: list[Any] = [None, None]
+def together(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls at once, each in a thread; their results in order. Each worker host has one
+    pool child, so two jobs that overlap in time run one on each host."""
+    results: list[Any] = [None] * len(calls)
 
-    def call(slot: int) -> None:
-        responses[slot] = api.analyze(plugin, tool, args)
+    def run(slot: int) -> None:
+        results[slot] = calls[slot]()
 
-    threads = [threading.Thread(target=call, args=(slot,)) for slot in (0, 1)]
+    threads = [threading.Thread(target=run, args=(slot,)) for slot in range(len(calls))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    return responses
+    return results
+
+
+def upload(api: Api, plugin: str, payload: bytes, **args: Any) -> Any:
+    """POST a multipart analyze request with `payload` as its file; the response."""
+    return api.post(
+        "/v1/analyze-execution",
+        data={"plugin": plugin, "tool": "size", "args": json.dumps(args)},
+        files={"file": ("blob.bin", payload, "application/octet-stream")},
+    )
 
 
 # === Part 1: the topology, and what Warden already does across hosts (passes today) ============
@@ -173,7 +183,7 @@ def test_it_runs_a_job_submitted_to_the_web_on_a_worker_host(hosts: Cluster, api
 
 
 def test_it_spreads_jobs_over_both_worker_hosts(hosts: Cluster, api: Api) -> None:
-    responses = run_together(api, "net_where", "sleep", {"seconds": 1.5})
+    responses = together(*[lambda: api.analyze("net_where", "sleep", {"seconds": 1.5})] * 2)
 
     assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
     assert {r.json()["result"]["host"] for r in responses} == HOSTS
@@ -246,30 +256,22 @@ def test_8_it_runs_a_gpu_plugin_on_the_gpu_host_while_the_cpu_host_reports_it_un
 def test_8_it_runs_a_plugin_mounted_at_different_paths_on_both_hosts(
     hosts: Cluster, api: Api
 ) -> None:
-    responses = run_together(api, "cpu_where", "sleep", {"seconds": 1.5})
+    responses = together(*[lambda: api.analyze("cpu_where", "sleep", {"seconds": 1.5})] * 2)
 
     assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
     assert {r.json()["result"]["host"] for r in responses} == HOSTS
 
 
-def test_8_it_hands_an_upload_sent_to_the_web_to_a_worker_on_another_host(
-    hosts: Cluster, api: Api
-) -> None:
-    payload = os.urandom(300_000)
+def test_8_it_hands_an_upload_sent_to_the_web_to_the_worker_hosts(hosts: Cluster, api: Api) -> None:
+    # net_where (same path everywhere) isolates the inputs from the plugin-path question.
+    payloads = [os.urandom(300_000), os.urandom(200_000)]
 
-    responses = [
-        api.post(
-            "/v1/analyze-execution",
-            data={"plugin": "cpu_where", "tool": "size"},
-            files={"file": ("blob.bin", payload, "application/octet-stream")},
-        )
-        for _ in range(2)
-    ]
+    responses = together(*[lambda p=p: upload(api, "net_where", p, seconds=1.5) for p in payloads])
 
-    for response in responses:
-        assert response.status_code == 200, response.text
-        assert response.json()["result"]["size"] == len(payload)
-        assert response.json()["result"]["host"] in HOSTS
+    assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+    results = [r.json()["result"] for r in responses]
+    assert [r["size"] for r in results] == [len(p) for p in payloads]
+    assert {r["host"] for r in results} == HOSTS
 
 
 def test_8_it_keeps_a_gpu_plugins_availability_and_quarantine_when_a_cpu_worker_restarts(

@@ -1,4 +1,5 @@
-"""Multi-host test plugin found at the same path on every host: where a job runs."""
+"""Multi-host test plugin found at the same path on every host: where a job runs, and whether an
+uploaded file reached it."""
 
 import socket
 import time
@@ -6,6 +7,7 @@ import time
 
 class Plugin:
     def run(self, tool, args):
-        if tool == "sleep":
-            time.sleep(float(args.get("seconds", 1)))
+        time.sleep(float(args.get("seconds", 0)))
+        if tool == "size":
+            return {"host": socket.gethostname(), "size": len(args["image_bytes"])}
         return {"host": socket.gethostname()}
