@@ -141,7 +141,7 @@ def netns_pids(netns: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def kill_netns(netns: str, timeout: float = 10) -> None:
+def kill_netns(netns: str, timeout: float = 5) -> None:
     """SIGKILL every process of `netns` until none is left (bounded by `timeout`)."""
 
     def empty() -> bool:
