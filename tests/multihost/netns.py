@@ -100,7 +100,7 @@ def preflight() -> None:
         raise Unsupported("network namespaces need Linux")
     if os.geteuid() != 0:
         raise Unsupported("creating network namespaces needs root")
-    for program in ("ip", "unshare", "setpriv", "hostname", "mount"):
+    for program in ("ip", "unshare", "nsenter", "setpriv", "hostname", "mount"):
         if shutil.which(program) is None:
             raise Unsupported(f"program '{program}' not found")
     try:
@@ -277,7 +277,8 @@ class Cluster:
         self._network()
         self._database()
         self._web()
-        # One after the other: today two syncs at once race on the same plugin rows.
+        # One after the other, so every test starts from the same registry: on today's code two
+        # syncs at once race on the plugin rows (test_8_..._sync_at_the_same_time does that).
         for worker in self._worker_hosts():
             self.workers[worker.role] = worker
             self.start_worker(worker.role)
@@ -487,6 +488,11 @@ class Cluster:
     def start_worker(self, role: str) -> WorkerHost:
         """Start (or restart) the worker of host `role` in fresh UTS and mount namespaces; return
         once it has synced its plugins and announces its queues in Redis."""
+        self.wait_announced(role, self.launch_worker(role))
+        return self.workers[role]
+
+    def launch_worker(self, role: str) -> float:
+        """Start the worker of host `role` without waiting; the time (epoch) it was started."""
         worker = self.workers[role]
         worker.var_dir.mkdir(parents=True, exist_ok=True)
         worker.starts += 1
@@ -505,32 +511,42 @@ class Cluster:
         args += ["-Q", worker.queues, "-n", "w@%h", "-l", "INFO"]
         args += ["--without-gossip", "--without-mingle"]
         worker.proc = self._start(f"worker-{role}-{worker.starts}", role, args, env)
+        return started
+
+    def wait_announced(self, role: str, since: float, timeout: float = 90) -> None:
+        """Wait until host `role`'s worker announced all its queues in Redis at or after `since`
+        (it announces once its plugin sync at start is done)."""
+        worker = self.workers[role]
         proc = worker.proc
+        assert proc is not None
 
         def announced() -> bool:
             assert proc.alive(), proc.log_text()
             return all(
-                (self.announced_at(queue, worker.nodename) or 0) >= started
+                (self.announced_at(queue, worker.nodename) or 0) >= since
                 for queue in worker.queues.split(",")
             )
 
-        self.wait(announced, 90, f"worker {worker.nodename} to sync and announce itself")
-        return worker
+        self.wait(announced, timeout, f"worker {worker.nodename} to sync and announce itself")
 
-    def stop_worker(self, role: str, timeout: float = 30) -> None:
-        """Warm shutdown (SIGTERM to the worker's main process), as systemd would stop it."""
-        worker = self.workers[role]
-        proc = worker.proc
-        assert proc is not None
-        if proc.alive():
-            os.kill(proc.pid, signal.SIGTERM)
+    def stop_workers(self, *roles: str, timeout: float = 30) -> None:
+        """Warm shutdown of these hosts' workers at once (SIGTERM to each main process, as
+        systemd stops a unit); return when they have exited."""
+        procs = [self.workers[role].proc for role in roles]
+        for proc in procs:
+            assert proc is not None
+            if proc.alive():
+                os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for role, proc in zip(roles, procs, strict=True):
+            assert proc is not None
             try:
-                proc.popen.wait(timeout=timeout)
+                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 raise AssertionError(
-                    f"worker {worker.nodename} did not stop within {timeout} s"
+                    f"worker {self.workers[role].nodename} did not stop within {timeout} s"
                 ) from None
-        kill_netns(worker.netns)  # pool children that outlived their parent, if any
+            kill_netns(self.workers[role].netns)  # pool children that outlived it, if any
 
     def kill_host(self, role: str) -> list[int]:
         """SIGKILL every process in host `role`'s network namespace (the host "dies"); return the

@@ -39,13 +39,13 @@ def cluster() -> Iterator[Cluster]:
     try:
         preflight()
     except Unsupported as exc:
-        pytest.skip(f"multi-host test needs network namespaces as root: {exc}")
+        pytest.skip(f"multi-host test (hosts in network namespaces) skipped: {exc}")
     built = Cluster()
     try:
         try:
             built.start()
         except Unsupported as exc:
-            pytest.skip(f"multi-host test cannot build its namespaces here: {exc}")
+            pytest.skip(f"multi-host test (hosts in network namespaces) skipped: {exc}")
         yield built
     finally:
         built.stop()
@@ -274,6 +274,30 @@ def test_8_it_hands_an_upload_sent_to_the_web_to_the_worker_hosts(hosts: Cluster
     assert {r["host"] for r in results} == HOSTS
 
 
+def test_8_it_records_both_worker_hosts_when_they_sync_at_the_same_time(
+    hosts: Cluster, api: Api
+) -> None:
+    # A deployment starts its hosts together; the fixture starts them one after the other.
+    hosts.stop_workers(*hosts.workers)
+
+    since = {role: hosts.launch_worker(role) for role in hosts.workers}
+    for role, started in since.items():
+        hosts.wait_announced(role, started)
+
+    for worker in hosts.workers.values():
+        assert worker.proc is not None
+        assert "plugin sync at worker start failed" not in worker.proc.log_text()
+    states = {
+        name: {host: entry["state"] for host, entry in by_host(api.health(name)).items()}
+        for name in ("cpu_where", "gpu_where", "net_where")
+    }
+    assert states == {
+        "cpu_where": {"gpu-host": "INITIALIZED", "cpu-host": "INITIALIZED"},
+        "gpu_where": {"gpu-host": "INITIALIZED", "cpu-host": "UNAVAILABLE"},
+        "net_where": {"gpu-host": "INITIALIZED", "cpu-host": "INITIALIZED"},
+    }
+
+
 def test_8_it_keeps_a_gpu_plugins_availability_and_quarantine_when_a_cpu_worker_restarts(
     hosts: Cluster, api: Api
 ) -> None:
@@ -285,7 +309,7 @@ def test_8_it_keeps_a_gpu_plugins_availability_and_quarantine_when_a_cpu_worker_
     assert (before["state"], before["accepting_jobs"]) == ("FAILED", False)
     assert before["reason"].startswith("Quarantined after 3 consecutive")
 
-    hosts.stop_worker("cpu")
+    hosts.stop_workers("cpu")
     hosts.start_worker("cpu")
 
     after = api.health("gpu_where")
