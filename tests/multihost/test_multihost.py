@@ -245,7 +245,8 @@ def test_8_it_runs_a_gpu_plugin_on_the_gpu_host_while_the_cpu_host_reports_it_un
     gpu, cpu = entries["gpu-host"], entries["cpu-host"]
     assert (gpu["state"], gpu["reason"], gpu["alive"]) == ("INITIALIZED", None, True)
     assert sorted(gpu["queues"]) == ["cpu", "gpu"]
-    assert (cpu["state"], cpu["alive"], cpu["queues"]) == ("UNAVAILABLE", True, ["cpu"])
+    # alive: a live worker there consumes the plugin's queue ('gpu'); the CPU host's does not.
+    assert (cpu["state"], cpu["alive"], cpu["queues"]) == ("UNAVAILABLE", False, ["cpu"])
     assert cpu["reason"].startswith("No CUDA GPU (")
     assert gpu["probed_at"] is not None and cpu["probed_at"] is not None
     response = api.analyze("gpu_where", "where")
@@ -317,7 +318,7 @@ def test_8_it_keeps_a_gpu_plugins_availability_and_quarantine_when_a_cpu_worker_
     assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
     assert by_host(after)["gpu-host"] == by_host(before)["gpu-host"]
     cpu = by_host(after)["cpu-host"]
-    assert (cpu["state"], cpu["alive"]) == ("UNAVAILABLE", True)
+    assert (cpu["state"], cpu["alive"], cpu["queues"]) == ("UNAVAILABLE", False, ["cpu"])
     assert cpu["probed_at"] > by_host(before)["cpu-host"]["probed_at"]  # it did re-probe
     response = api.analyze("gpu_where", "where")
     assert response.status_code == 400, response.text
