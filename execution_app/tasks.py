@@ -97,7 +97,7 @@ def run_job(self: JobTask, *, job_id: str, hard_timeout_s: float) -> str:
 
 @shared_task(name="execution_app.tasks.reap_jobs")
 def reap_jobs() -> dict[str, int]:
-    """Fail jobs that no worker will ever finish (beat, every 15 s)."""
+    """Fail jobs that no worker will ever finish (beat, every WARDEN_REAPER_INTERVAL_S)."""
     return jobs_reap()
 
 

@@ -15,6 +15,7 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -240,7 +241,10 @@ def nvidia_smi_status() -> str | None:
 
 
 def check_gpu() -> Missing | None:
-    """Return a Missing unless both torch and nvidia-smi see a CUDA GPU."""
+    """Return a Missing unless both torch and nvidia-smi see a CUDA GPU (or the test-only
+    setting WARDEN_FAKE_GPU says this host has one)."""
+    if settings.WARDEN_FAKE_GPU:
+        return None
     problems = [p for p in (torch_cuda_status(), nvidia_smi_status()) if p]
     if not problems:
         return None

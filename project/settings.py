@@ -158,6 +158,8 @@ WARDEN_HARD_GRACE_S = env_int("WARDEN_HARD_GRACE_S", 5)
 WARDEN_PENDING_TTL_S = env_int("WARDEN_PENDING_TTL_S", 600)
 # How long past its hard deadline a RUNNING job may stay before the reaper fails it.
 WARDEN_REAPER_GRACE_S = env_int("WARDEN_REAPER_GRACE_S", 30)
+# How often beat runs the reaper (seconds).
+WARDEN_REAPER_INTERVAL_S = float(os.environ.get("WARDEN_REAPER_INTERVAL_S", "15"))
 WARDEN_JOB_RETENTION_DAYS = env_int("WARDEN_JOB_RETENTION_DAYS", 30)
 WARDEN_MAX_UPLOAD_MB = env_int("WARDEN_MAX_UPLOAD_MB", 20)
 # Where job inputs are kept: "database" (a table of their own: every worker host can read them)
@@ -181,6 +183,9 @@ WARDEN_JOB_OUTPUT_KB = env_int("WARDEN_JOB_OUTPUT_KB", 64)
 WARDEN_MAX_RESULT_MB = float(os.environ.get("WARDEN_MAX_RESULT_MB", "16"))
 # Time a worker child may spend loading a plugin on first use; not counted against job limits.
 WARDEN_LOAD_TIMEOUT_S = float(os.environ.get("WARDEN_LOAD_TIMEOUT_S", str(WARDEN_PROBE_TIMEOUT_S)))
+# TEST-ONLY: this host claims a CUDA GPU without torch or nvidia-smi being asked (the multi-host
+# test's stand-in for a GPU box). Never set it in a deployment: GPU jobs would run on a CPU.
+WARDEN_FAKE_GPU = env_bool("WARDEN_FAKE_GPU", False)
 
 # Request bodies: a base64 image is a third larger than the file it carries.
 DATA_UPLOAD_MAX_MEMORY_SIZE = WARDEN_MAX_UPLOAD_MB * 1024 * 1024 * 4 // 3 + 64 * 1024
@@ -224,7 +229,10 @@ CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
 CELERY_REDIS_SOCKET_TIMEOUT = 10
 CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 30
 CELERY_BEAT_SCHEDULE = {
-    "reap-stale-jobs": {"task": "execution_app.tasks.reap_jobs", "schedule": 15.0},
+    "reap-stale-jobs": {
+        "task": "execution_app.tasks.reap_jobs",
+        "schedule": WARDEN_REAPER_INTERVAL_S,
+    },
     "purge-old-jobs": {"task": "execution_app.tasks.purge_jobs", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -331,3 +331,12 @@ def test_it_reports_a_module_of_an_already_imported_package() -> None:
     assert dependencies.find_module_spec("json.nope") is None
     assert dependencies.find_module_spec("json..decoder") is None
     assert dependencies.find_module_spec("") is None
+
+
+def test_it_treats_the_host_as_having_a_gpu_when_the_test_only_setting_says_so(
+    settings: Any,
+) -> None:
+    settings.WARDEN_FAKE_GPU = True
+
+    assert dependencies.check_gpu() is None
+    assert dependencies.check_dependencies({"requires_gpu": True}, None) == []
