@@ -46,7 +46,7 @@ class Job(models.Model):
     timeout_s = models.FloatField()
     hard_timeout_s = models.FloatField()
     memory_mb = models.PositiveIntegerField()
-    queue = models.CharField(max_length=16, default="cpu")
+    queue = models.CharField(max_length=255, default="cpu")
     # The database's clock, like every other job time (one clock for every host).
     created_at = models.DateTimeField(db_default=Now(), db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,6 +23,7 @@ from redis.exceptions import RedisError
 
 from plugins_app.models import PluginRecord
 from plugins_app.probe import signal_name
+from plugins_app.selectors import host_ready
 from plugins_app.services import plugin_record_outcome
 from project.errors import PLUGIN_FAULTS, WardenError
 
@@ -36,7 +38,7 @@ from .validation import (
     timeout_resolve,
     tool_resolve,
 )
-from .workers import live_hosts_or_none, queue_has_live_worker, worker_host_name
+from .workers import host_queue, live_hosts_or_none, queue_has_live_worker, worker_host_name
 
 logger = logging.getLogger(__name__)
 # Sent by name: services never import tasks (tests/test_governance.py).
@@ -95,6 +97,21 @@ class JobInput:
     file_bytes: bytes | None
     mime_type: str | None
     timeout_s: float
+    queue: str = ""  # where to send the job; "" = the plugin's queue
+
+
+def job_route(plugin: PluginRecord, live: dict[str, set[str]] | None) -> str:
+    """The queue a job of `plugin` goes to: its shared queue (`cpu`/`gpu`) when every live host
+    consuming it has the plugin ready, else the host queue (`cpu@host`) of a live host that has
+    it ready (chosen at random), so that a job never lands on a host that cannot run it."""
+    queue = plugin.queue
+    if not live:
+        return queue
+    consuming = {host for host, queues in live.items() if queue in queues}
+    ready = {entry.host for entry in plugin.hosts.all() if host_ready(plugin, entry)} & consuming
+    if not ready or ready == consuming:
+        return queue
+    return host_queue(queue, random.choice(sorted(ready)))
 
 
 def analysis_validate(
@@ -117,7 +134,8 @@ def analysis_validate(
         raise WardenError(
             "PluginNotFound", f"No plugin named '{plugin_name}'", details={"field": "plugin"}
         )
-    plugin_admit(plugin, live_hosts_or_none())
+    live = live_hosts_or_none()
+    plugin_admit(plugin, live)
     entry = tool_resolve(plugin, tool)
     args = {} if args is None else args
     args_validate(plugin, entry, args)
@@ -126,7 +144,13 @@ def analysis_validate(
             plugin, entry, file_bytes, mime_type, settings.WARDEN_MAX_UPLOAD_MB * 2**20
         )
     return JobInput(
-        plugin, str(entry["name"]), args, file_bytes, mime_type, timeout_resolve(plugin, timeout_s)
+        plugin,
+        str(entry["name"]),
+        args,
+        file_bytes,
+        mime_type,
+        timeout_resolve(plugin, timeout_s),
+        job_route(plugin, live),
     )
 
 
@@ -143,7 +167,7 @@ def job_create(*, job_input: JobInput) -> Job:
         timeout_s=job_input.timeout_s,
         hard_timeout_s=job_input.timeout_s + settings.WARDEN_HARD_GRACE_S,
         memory_mb=plugin.memory_mb,
-        queue="gpu" if plugin.requires_gpu else "cpu",
+        queue=job_input.queue or plugin.queue,
         client_limit=job_input.timeout_s < plugin.timeout_s,
     )
     in_storage = settings.WARDEN_INPUT_STORAGE == "storage"

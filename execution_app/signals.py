@@ -9,7 +9,13 @@ import os
 import sys
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    celeryd_after_setup,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 from django.conf import settings
 from django.db import connections
 
@@ -21,7 +27,7 @@ from .containment import (
     worker_containment_set,
 )
 from .supervisor import Supervisor, supervisor_set
-from .workers import worker_host_name, worker_host_name_set
+from .workers import JOB_QUEUES, host_queue, node_host, worker_host_name, worker_host_name_set
 
 logger = logging.getLogger(__name__)
 _heartbeat: Any = None
@@ -42,6 +48,15 @@ def tighten_pool_maintenance(**_: Any) -> None:
     from celery.concurrency.asynpool import AsynPool
 
     AsynPool.timers = property(lambda self: {self.maintain_pool: POOL_MAINTENANCE_S})
+
+
+@celeryd_after_setup.connect
+def add_host_queues(sender: str, instance: Any, **_: Any) -> None:
+    """Also consume this host's own queue for each job queue (`cpu@<host>`), so that a job of a
+    plugin only some hosts have ready can be sent to one of those (services.job_route)."""
+    queues = instance.app.amqp.queues
+    for name in [q for q in queues.consume_from if q in JOB_QUEUES]:
+        queues.select_add(host_queue(name, node_host(sender)))
 
 
 @worker_init.connect
@@ -106,7 +121,8 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
         from plugins_app.services import plugin_sync
 
         try:
-            outcomes = plugin_sync(host=worker_host_name(), queues=queues)
+            job_queues = [q for q in queues if q in JOB_QUEUES]
+            outcomes = plugin_sync(host=worker_host_name(), queues=job_queues)
             logger.info("plugin sync at worker start: %d plugin(s)", len(outcomes))
         except Exception:
             logger.exception("plugin sync at worker start failed")

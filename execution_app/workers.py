@@ -59,9 +59,7 @@ def _fresh(queues: tuple[str, ...] | list[str]) -> list[list[bytes]]:
     Raises redis.RedisError if Redis cannot be reached.
     """
     client = _client()
-    found: list[list[bytes]] = client.eval(
-        _FRESH, len(queues), *[_key(q) for q in queues], TTL_S
-    )
+    found: list[list[bytes]] = client.eval(_FRESH, len(queues), *[_key(q) for q in queues], TTL_S)
     return found
 
 
@@ -97,6 +95,11 @@ def queue_has_live_worker(queue: str) -> bool:
 JOB_QUEUES = ("cpu", "gpu")
 LIVE_HOSTS_CACHE_S = 1.0
 _live_hosts: tuple[float, dict[str, set[str]]] = (0.0, {})
+
+
+def host_queue(queue: str, host: str) -> str:
+    """The queue only `host`'s workers consume, besides the shared `queue` ("cpu@gpu-1")."""
+    return f"{queue}@{host}"
 
 
 def node_host(node: str) -> str:

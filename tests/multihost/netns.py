@@ -501,8 +501,8 @@ class Cluster:
             WARDEN_PLUGIN_DIRS=os.pathsep.join([worker.plugin_mount, str(SHARED_PLUGINS)]),
             WARDEN_SYNC_ON_WORKER_START="1",
             WARDEN_FAKE_GPU="1" if worker.fake_gpu else "0",
-            **worker.env,
         )
+        env.update(worker.env)
         started = time.time()
         args = ["unshare", "--uts", "--mount", "--propagation", "private", "--"]
         args += ["sh", "-c", _WORKER_SETUP, "warden-host", worker.hostname, MOUNT_BASE]

@@ -299,6 +299,35 @@ def test_8_it_records_both_worker_hosts_when_they_sync_at_the_same_time(
     }
 
 
+def test_8_it_sends_a_plugin_only_one_host_has_to_that_host(hosts: Cluster, api: Api) -> None:
+    # Both hosts consume 'cpu'; only the CPU host has `only_here`. Without routing, about half
+    # its jobs would land on the GPU host, which cannot run it.
+    from tests.multihost.netns import SHARED_PLUGINS
+
+    cpu = hosts.workers["cpu"]
+    only_cpu = str(Path(__file__).resolve().parents[1] / "plugins" / "multihost" / "cpu_host_only")
+    cpu.env["WARDEN_PLUGIN_DIRS"] = os.pathsep.join(
+        [cpu.plugin_mount, str(SHARED_PLUGINS), only_cpu]
+    )
+    hosts.stop_workers("cpu")
+    hosts.start_worker("cpu")
+
+    health = api.health("only_here")
+    assert (health["state"], health["accepting_jobs"]) == ("INITIALIZED", True)
+    assert set(by_host(health)) == {"cpu-host"}
+    responses = together(*[lambda: api.analyze("only_here", "where")] * 6)
+
+    assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
+    assert {r.json()["result"]["host"] for r in responses} == {"cpu-host"}
+    queues = {
+        row[0]
+        for row in hosts.sql(
+            "SELECT queue FROM execution_app_job WHERE plugin_name = %s", "only_here"
+        )
+    }
+    assert queues == {"cpu@cpu-host"}
+
+
 def test_8_it_keeps_a_gpu_plugins_availability_and_quarantine_when_a_cpu_worker_restarts(
     hosts: Cluster, api: Api
 ) -> None:
