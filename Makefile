@@ -11,7 +11,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
-MYPY_TARGETS := project plugins_app execution_app warden manage.py
+MYPY_TARGETS := project plugins_app execution_app ops_app warden manage.py
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export WARDEN_VENV := $(abspath $(VENV))

@@ -18,6 +18,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
+from ops_app.services import job_end_record
 from plugins_app.models import PluginRecord
 from plugins_app.services import plugin_record_outcome
 from project.errors import PLUGIN_FAULTS, WardenError
@@ -260,6 +261,9 @@ def job_finish(
         ended = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(**fields)
         if not ended:
             return False
+        job_end_record(
+            job_id=job_id, error=error, execution_ms=execution_ms, peak_memory_mb=peak_memory_mb
+        )
         plugin_id = (
             plugin.pk
             if plugin is not None

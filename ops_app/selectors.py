@@ -1,0 +1,253 @@
+"""Reads for metrics, readiness and the dashboard: small, bounded queries of the registry
+(database) and the broker (Redis). None of them scans the jobs table."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from execution_app import workers
+from execution_app.models import ACTIVE_STATUSES, Job, JobStatus
+from plugins_app.models import PluginRecord, PluginState, PluginStateTransition
+
+from .models import JobOutcome
+
+# The queues jobs are routed to (execution_app.services.job_create): requires_gpu -> gpu.
+QUEUES = ("cpu", "gpu")
+# kombu's Redis transport keeps a queue's messages in one list per priority step.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+
+
+def plugin_queue(plugin: PluginRecord) -> str:
+    """Return the queue a plugin's jobs go to."""
+    return "gpu" if plugin.requires_gpu else "cpu"
+
+
+# --- plugins --------------------------------------------------------------------------------------
+
+PLUGIN_FIELDS = (
+    "id",
+    "name",
+    "state",
+    "reason",
+    "hint",
+    "fault_origin",
+    "quarantined",
+    "shadowed",
+    "missing",
+    "requires_gpu",
+    "memory_mb",
+    "timeout_s",
+    "success_count",
+    "error_count",
+    "consecutive_failures",
+)
+
+
+def plugins_active() -> QuerySet[PluginRecord]:
+    """Return the plugins that own their name (not shadowed duplicates), sorted by name, with
+    the columns metrics and readiness read."""
+    return PluginRecord.objects.filter(shadowed=False).only(*PLUGIN_FIELDS).order_by("name")
+
+
+def plugin_state_counts() -> dict[str, int]:
+    """Return how many plugin records (duplicates included) are in each stored state, plus
+    `quarantined`; every state is present, 0 when none."""
+    counts = {state: 0 for state in PluginState.values}
+    rows = PluginRecord.objects.values("state").annotate(n=Count("id")).order_by()
+    for row in rows:
+        counts[row["state"]] = row["n"]
+    counts["quarantined"] = PluginRecord.objects.filter(quarantined=True).count()
+    return counts
+
+
+@dataclass(frozen=True)
+class Attention:
+    """A plugin an operator should look at, and since when it is in that condition."""
+
+    plugin: PluginRecord
+    since: datetime | None
+
+
+def plugins_needing_attention() -> list[Attention]:
+    """Return FAILED, UNAVAILABLE and quarantined plugins (quarantined first, then by name), each
+    with when it entered its current state (the last transition into it from another state;
+    for a quarantined plugin, the quarantine itself)."""
+    entered = PluginStateTransition.objects.filter(
+        plugin=OuterRef("pk"), to_state=OuterRef("state")
+    )
+    records = (
+        PluginRecord.objects.filter(
+            Q(state__in=[PluginState.FAILED, PluginState.UNAVAILABLE]) | Q(quarantined=True)
+        )
+        .annotate(
+            entered_at=Subquery(
+                entered.exclude(from_state=OuterRef("state")).order_by("-at").values("at")[:1]
+            ),
+            changed_at=Subquery(entered.order_by("-at").values("at")[:1]),
+        )
+        .order_by("-quarantined", "name", "location")
+    )
+    return [
+        Attention(r, r.changed_at if r.quarantined else (r.entered_at or r.changed_at))
+        for r in records
+    ]
+
+
+def queues_with_work() -> list[str]:
+    """Return the queues of the plugins that accept jobs: each needs a live worker."""
+    needed = {plugin_queue(p) for p in plugins_active() if p.accepting_jobs}
+    return [q for q in QUEUES if q in needed]
+
+
+# --- jobs -----------------------------------------------------------------------------------------
+
+
+def job_outcomes() -> list[JobOutcome]:
+    """Return the running totals of finished jobs (one row per plugin, status, error type)."""
+    return list(JobOutcome.objects.order_by("plugin_name", "status", "error_type"))
+
+
+def jobs_active_counts() -> dict[tuple[str, str], int]:
+    """Return {(plugin name, status): n} for PENDING and RUNNING jobs (an index range on
+    status: bounded by the jobs in flight, not by the table)."""
+    rows = (
+        Job.objects.filter(status__in=ACTIVE_STATUSES)
+        .values("plugin_name", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {(r["plugin_name"], r["status"]): r["n"] for r in rows}
+
+
+@dataclass(frozen=True)
+class RecentJobs:
+    """Jobs created since a moment, counted by status and by error type."""
+
+    since: datetime
+    by_status: dict[str, int]
+    by_error_type: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        """All jobs created in the window."""
+        return sum(self.by_status.values())
+
+
+def jobs_recent(*, hours: float = 1) -> RecentJobs:
+    """Return the jobs created in the last `hours`, by status (every status present) and by
+    error type (most frequent first); a range of the created_at index."""
+    since = timezone.now() - timedelta(hours=hours)
+    recent = Job.objects.filter(created_at__gte=since)
+    by_status = {status: 0 for status in JobStatus.values}
+    for row in recent.values("status").annotate(n=Count("id")).order_by():
+        by_status[row["status"]] = row["n"]
+    errors = (
+        recent.filter(status=JobStatus.FAILED)
+        .values("error_type")
+        .annotate(n=Count("id"))
+        .order_by("-n", "error_type")
+    )
+    return RecentJobs(since, by_status, {r["error_type"] or "?": r["n"] for r in errors})
+
+
+@dataclass(frozen=True)
+class JobPoint:
+    """One finished job on a plugin's activity chart."""
+
+    job_id: str
+    created_at: datetime
+    status: str
+    error_type: str
+    execution_time_ms: float | None
+
+
+def plugin_recent_jobs(*, plugin: PluginRecord, limit: int = 60) -> list[JobPoint]:
+    """Return the plugin's last `limit` finished jobs, oldest first (the plugin/status index)."""
+    rows = (
+        Job.objects.filter(
+            plugin_name=plugin.name, status__in=[JobStatus.SUCCESS, JobStatus.FAILED]
+        )
+        .order_by("-created_at")
+        .values_list("id", "created_at", "status", "error_type", "execution_time_ms")[:limit]
+    )
+    return [JobPoint(str(r[0]), r[1], r[2], r[3], r[4]) for r in reversed(rows)]
+
+
+# --- broker ---------------------------------------------------------------------------------------
+
+
+@cache
+def _redis(url: str, timeout_s: float) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+
+
+def broker_client() -> redis.Redis:
+    """Return a Redis client for the broker whose every call gives up after
+    WARDEN_HEALTH_TIMEOUT_S (scrapes and probes must not hang on a dead Redis)."""
+    return _redis(settings.CELERY_BROKER_URL, settings.WARDEN_HEALTH_TIMEOUT_S)
+
+
+@dataclass(frozen=True)
+class LiveWorker:
+    """A worker node that announced a queue within the heartbeat TTL."""
+
+    name: str
+    host: str
+    age_s: float
+
+
+@dataclass(frozen=True)
+class BrokerSnapshot:
+    """Messages waiting per queue, and the live workers consuming each queue."""
+
+    queue_depths: dict[str, int]
+    workers: dict[str, list[LiveWorker]] = field(default_factory=dict)
+
+    def hosts(self, queue: str) -> dict[str, int]:
+        """Return {host: number of live workers} consuming `queue`."""
+        counts: dict[str, int] = {}
+        for worker in self.workers.get(queue, []):
+            counts[worker.host] = counts.get(worker.host, 0) + 1
+        return counts
+
+
+def broker_snapshot(queues: tuple[str, ...] = QUEUES) -> BrokerSnapshot:
+    """Read queue lengths and worker heartbeats in one Redis round trip.
+
+    Raises redis.RedisError when Redis cannot be reached within WARDEN_HEALTH_TIMEOUT_S.
+    """
+    now = time.time()
+    pipe = broker_client().pipeline(transaction=False)
+    for queue in queues:
+        pipe.llen(queue)
+        for step in _PRIORITY_STEPS:
+            pipe.llen(f"{queue}{_PRIORITY_SEPARATOR}{step}")
+        pipe.zrangebyscore(
+            f"{workers.KEY_PREFIX}:{queue}", now - workers.TTL_S, "+inf", withscores=True
+        )
+    replies: list[Any] = pipe.execute()
+    depths: dict[str, int] = {}
+    live: dict[str, list[LiveWorker]] = {}
+    per_queue = 2 + len(_PRIORITY_STEPS)
+    for i, queue in enumerate(queues):
+        chunk = replies[i * per_queue : (i + 1) * per_queue]
+        depths[queue] = sum(int(n) for n in chunk[:-1])
+        live[queue] = [
+            LiveWorker(
+                name=name.decode(),
+                host=name.decode().partition("@")[2] or name.decode(),
+                age_s=round(max(now - score, 0.0), 3),
+            )
+            for name, score in chunk[-1]
+        ]
+    return BrokerSnapshot(depths, live)
