@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -21,6 +23,26 @@ from plugins_app.apis import HealthPermission
 
 from .checks import readiness
 from .serializers import LivenessSerializer, ReadinessSerializer
+
+logger = logging.getLogger(__name__)
+_last_failing: set[str] | None = None
+
+
+def log_readiness_change(checks: dict[str, dict[str, Any]]) -> None:
+    """Log (once per change, in this process) which readiness checks fail, or that all pass."""
+    global _last_failing
+    failing = {name for name, check in checks.items() if check["status"] != "ok"}
+    if failing == _last_failing:
+        return
+    _last_failing = failing
+    if failing:
+        reasons = "; ".join(f"{name}: {checks[name]['reason']}" for name in sorted(failing))
+        logger.warning(
+            "not ready: %s", reasons, extra={"event": "readiness", "failing": sorted(failing)}
+        )
+    else:
+        logger.info("ready", extra={"event": "readiness", "failing": []})
+
 
 UNAUTHORIZED = OpenApiResponse(ErrorEnvelopeSerializer, description="AuthenticationFailed")
 
@@ -75,7 +97,11 @@ class ReadinessApi(APIView):
         each required plugin accepting jobs; else 503 with the failing checks and reasons."""
         ok, checks = readiness()
         body = {"status": "ok" if ok else "unavailable", "checks": checks}
-        return Response(body, status=200 if ok else 503)
+        response = Response(body, status=200 if ok else 503)
+        # Load balancers probe every few seconds: log when the outcome changes, not each 503.
+        log_readiness_change(checks)
+        response._has_been_logged = True  # type: ignore[attr-defined]  # Django's log_response
+        return response
 
 
 class MetricsApi(APIView):
