@@ -88,6 +88,7 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         (
             "Definition",
             {
+                "classes": ["collapse"],  # reference material: the state history stays in view
                 "fields": [
                     "location",
                     "source",
