@@ -88,7 +88,7 @@ def raw_stream(wrapper: Any) -> IO[str]:
 def console(out: IO[str]) -> Console:
     """A rich console on `out`: colours on a terminal, plain wide text otherwise."""
     terminal = out.isatty()
-    return Console(file=out, width=None if terminal else 160, soft_wrap=not terminal)
+    return Console(file=out, width=None if terminal else 200)
 
 
 def status_text(status: str) -> Text:

@@ -91,6 +91,12 @@ class Command(BaseCommand):
         "130 interrupted."
     )
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        """The parser, accepting FILE arguments after options too (`analyze ocr --tool x a b`)."""
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        setattr(parser, "parse_args", parser.parse_intermixed_args)  # noqa: B010
+        return parser
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("plugin", help="plugin name (see manage.py plugins list)")
         parser.add_argument(
@@ -151,7 +157,18 @@ class Command(BaseCommand):
         inputs = read_inputs(files)
         out = cli.console(cli.raw_stream(self.stdout))
         progress_out = cli.console(cli.raw_stream(self.stderr))
-        for name, data in inputs:  # every input is checked before the first job is queued
+        # Everything is checked before the first job is queued: the request, then each file.
+        analysis_validate(
+            plugin_name=plugin,
+            tool=tool,
+            args=tool_args,
+            file_bytes=None,
+            mime_type=None,
+            timeout_s=timeout,
+        )
+        for name, data in inputs:
+            if data is None:
+                continue
             try:
                 analysis_validate(
                     plugin_name=plugin,
@@ -162,8 +179,7 @@ class Command(BaseCommand):
                     timeout_s=timeout,
                 )
             except WardenError as exc:
-                where = f"{name}: " if data is not None else ""
-                raise cli.fail(f"{where}{exc.message}", cli.code_for_rejection(exc)) from None
+                raise cli.fail(f"{name}: {exc.message}", cli.code_for_rejection(exc)) from None
 
         jobs: list[tuple[str, Job]] = []
         rejected: WardenError | None = None
@@ -209,6 +225,8 @@ class Command(BaseCommand):
                 )
                 return cli.EXIT_INTERRUPTED
 
+        if rejected is not None and not jobs:
+            raise cli.fail(rejected.message, cli.code_for_rejection(rejected))
         codes = [cli.code_for_job(job) for _, job in jobs] if not run_async else []
         if as_json:
             out.print_json(data=[cli.job_json(job) for _, job in jobs])
@@ -222,7 +240,7 @@ class Command(BaseCommand):
     @staticmethod
     def _summary(plugin: str, jobs: list[tuple[str, Job]], queued_only: bool) -> Table:
         table = Table(title=f"{plugin}: {len(jobs)} job(s)")
-        table.add_column("File")
+        table.add_column("File", overflow="fold")
         table.add_column("Job")
         table.add_column("Status")
         table.add_column("Result / error", overflow="fold")
