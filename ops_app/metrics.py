@@ -15,9 +15,9 @@ create metric files.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from prometheus_client.metrics_core import (  # noqa: E402
     Metric,
 )
 from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
+from prometheus_client.samples import Sample  # noqa: E402
 from prometheus_client.utils import floatToGoString  # noqa: E402
 
 from plugins_app.models import PluginState  # noqa: E402
@@ -46,7 +47,6 @@ from .models import (  # noqa: E402
     DURATION_COLUMNS,
     MEMORY_BUCKETS_MB,
     MEMORY_COLUMNS,
-    JobOutcome,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,30 +77,40 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     HTTP_DURATION.labels(method, route).observe(seconds)
 
 
-def _histogram(
-    name: str,
-    documentation: str,
-    labelnames: list[str],
-    bounds: tuple[float, ...],
-    columns: tuple[str, ...],
-    groups: dict[tuple[str, ...], list[JobOutcome]],
-    count_of: str,
-    sum_of: str,
-) -> HistogramMetricFamily:
-    """Build a histogram family from JobOutcome rows grouped by label values."""
-    family = HistogramMetricFamily(name, documentation, labels=labelnames)
-    for labels, rows in sorted(groups.items()):
-        total = sum(getattr(r, count_of) for r in rows)
-        if not total:
-            continue
-        cumulative = 0
-        buckets: list[tuple[str, float]] = []
-        for bound, column in zip(bounds, columns, strict=True):
-            cumulative += sum(getattr(r, column) for r in rows)
-            buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
-        buckets.append(("+Inf", total))
-        family.add_metric(list(labels), buckets, sum(getattr(r, sum_of) for r in rows))
-    return family
+_DURATION_LE = [floatToGoString(b) for b in DURATION_BUCKETS_S]  # type: ignore[no-untyped-call]
+_MEMORY_LE = [floatToGoString(b) for b in MEMORY_BUCKETS_MB]  # type: ignore[no-untyped-call]
+_STATES = tuple(str(state) for state in PluginState.values)
+# Positions in a selectors.job_outcomes() tuple.
+_COUNT, _TIMED, _DURATION_SUM, _MEMORY_COUNT, _MEMORY_SUM = 3, 4, 5, 6, 7
+_DURATION_CELLS = slice(8, 8 + len(DURATION_COLUMNS))
+_MEMORY_CELLS = slice(_DURATION_CELLS.stop, _DURATION_CELLS.stop + len(MEMORY_COLUMNS))
+
+
+class _Histogram:
+    """A histogram summed over JobOutcome rows: per-bucket counts, count and sum."""
+
+    __slots__ = ("buckets", "count", "total")
+
+    def __init__(self, size: int) -> None:
+        self.buckets = [0] * size
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, cells: tuple[int, ...], count: int, total: float) -> None:
+        """Add one row's bucket cells, count and sum."""
+        self.buckets = [a + b for a, b in zip(self.buckets, cells, strict=True)]
+        self.count += count
+        self.total += total
+
+    def emit(self, family: HistogramMetricFamily, plugin: str, le: list[str]) -> None:
+        """Append this histogram's samples for `plugin` to `family` (what add_metric would
+        append, built directly: a scrape emits a few hundred of them)."""
+        bucket = family.name + "_bucket"
+        for bound, value in zip(le, itertools.accumulate(self.buckets), strict=True):
+            family.samples.append(Sample(bucket, {"plugin": plugin, "le": bound}, value))
+        family.samples.append(Sample(bucket, {"plugin": plugin, "le": "+Inf"}, self.count))
+        family.samples.append(Sample(family.name + "_count", {"plugin": plugin}, self.count))
+        family.samples.append(Sample(family.name + "_sum", {"plugin": plugin}, self.total))
 
 
 class WardenCollector:
@@ -150,14 +160,14 @@ class WardenCollector:
             "Plugin records per stored state (duplicates included)",
             labels=["state"],
         )
-        for stored in PluginState.values:
+        for stored in _STATES:
             count_by_state.add_metric([stored], state_counts[stored])
         quarantined_total = GaugeMetricFamily(
             "warden_plugins_quarantined", "Quarantined plugins", value=state_counts["quarantined"]
         )
         state = GaugeMetricFamily(
             "warden_plugin_state",
-            "1 for the plugin's stored state, 0 for the others (RUNNING: warden_jobs_active)",
+            "1 for the plugin's stored state, 0 for the others",
             labels=["plugin", "state"],
         )
         gauges = {
@@ -181,11 +191,6 @@ class WardenCollector:
                 "The plugin's memory_mb limit",
                 labels=["plugin"],
             ),
-            "timeout": GaugeMetricFamily(
-                "warden_plugin_timeout_seconds",
-                "The plugin's soft time limit",
-                labels=["plugin"],
-            ),
         }
         success = CounterMetricFamily(
             "warden_plugin_success",
@@ -198,55 +203,53 @@ class WardenCollector:
             labels=["plugin"],
         )
         jobs_active = GaugeMetricFamily(
-            "warden_jobs_active", "Jobs PENDING or RUNNING now", labels=["plugin", "status"]
+            "warden_jobs_active", "Jobs PENDING or RUNNING now", labels=["status"]
         )
+        for status, n in active.items():
+            jobs_active.add_metric([status], n)
         for plugin in plugins:
             name = [plugin.name]
-            for s in PluginState.values:
-                state.add_metric([plugin.name, s], 1 if plugin.state == s else 0)
+            for stored in _STATES:
+                state.add_metric([plugin.name, stored], 1 if plugin.state == stored else 0)
             gauges["quarantined"].add_metric(name, int(plugin.quarantined))
             gauges["accepting"].add_metric(name, int(plugin.accepting_jobs))
             gauges["streak"].add_metric(name, plugin.consecutive_failures)
             gauges["memory"].add_metric(name, plugin.memory_mb)
-            gauges["timeout"].add_metric(name, plugin.timeout_s)
             success.add_metric(name, plugin.success_count)
             errors.add_metric(name, plugin.error_count)
-            for status in ("PENDING", "RUNNING"):
-                jobs_active.add_metric([plugin.name, status], active.pop((plugin.name, status), 0))
-        for (gone, status), n in sorted(active.items()):  # jobs of since-removed plugins
-            jobs_active.add_metric([gone, status], n)
 
         finished = CounterMetricFamily(
             "warden_jobs_finished",
             "Jobs that ended, by plugin, status and error type (kept when old jobs are purged)",
             labels=["plugin", "status", "error_type"],
         )
-        by_plugin_status: dict[tuple[str, ...], list[JobOutcome]] = defaultdict(list)
-        by_plugin: dict[tuple[str, ...], list[JobOutcome]] = defaultdict(list)
+        durations: dict[str, _Histogram] = {}
+        memory: dict[str, _Histogram] = {}
         for row in outcomes:
-            finished.add_metric([row.plugin_name, row.status, row.error_type], row.count)
-            by_plugin_status[(row.plugin_name, row.status)].append(row)
-            by_plugin[(row.plugin_name,)].append(row)
-        duration = _histogram(
+            owner = row[0]
+            finished.add_metric([owner, row[1], row[2]], row[_COUNT])
+            durations.setdefault(owner, _Histogram(len(_DURATION_LE))).add(
+                row[_DURATION_CELLS], row[_TIMED], row[_DURATION_SUM]
+            )
+            memory.setdefault(owner, _Histogram(len(_MEMORY_LE))).add(
+                row[_MEMORY_CELLS], row[_MEMORY_COUNT], row[_MEMORY_SUM]
+            )
+        duration_family = HistogramMetricFamily(
             "warden_job_duration_seconds",
             "Execution time of the plugin's tool, for jobs that ran to a measured end",
-            ["plugin", "status"],
-            DURATION_BUCKETS_S,
-            DURATION_COLUMNS,
-            by_plugin_status,
-            "timed_count",
-            "duration_sum_s",
+            labels=["plugin"],
         )
-        memory = _histogram(
+        for owner, histogram in durations.items():
+            if histogram.count:
+                histogram.emit(duration_family, owner, _DURATION_LE)
+        memory_family = HistogramMetricFamily(
             "warden_job_peak_memory_megabytes",
             "Peak memory growth of a job's worker process during the tool's run",
-            ["plugin"],
-            MEMORY_BUCKETS_MB,
-            MEMORY_COLUMNS,
-            by_plugin,
-            "memory_count",
-            "memory_sum_mb",
+            labels=["plugin"],
         )
+        for owner, histogram in memory.items():
+            if histogram.count:
+                histogram.emit(memory_family, owner, _MEMORY_LE)
         return [
             count_by_state,
             quarantined_total,
@@ -256,8 +259,8 @@ class WardenCollector:
             errors,
             jobs_active,
             finished,
-            duration,
-            memory,
+            duration_family,
+            memory_family,
         ]
 
     @staticmethod

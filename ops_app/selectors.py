@@ -18,7 +18,7 @@ from execution_app import workers
 from execution_app.models import ACTIVE_STATUSES, Job, JobStatus
 from plugins_app.models import PluginRecord, PluginState, PluginStateTransition
 
-from .models import JobOutcome
+from .models import DURATION_COLUMNS, MEMORY_COLUMNS, JobOutcome
 
 # The queues jobs are routed to (execution_app.services.job_create): requires_gpu -> gpu.
 QUEUES = ("cpu", "gpu")
@@ -61,12 +61,14 @@ def plugins_active() -> QuerySet[PluginRecord]:
 
 def plugin_state_counts() -> dict[str, int]:
     """Return how many plugin records (duplicates included) are in each stored state, plus
-    `quarantined`; every state is present, 0 when none."""
+    `quarantined`; every state is present, 0 when none. One grouped query."""
     counts = {state: 0 for state in PluginState.values}
-    rows = PluginRecord.objects.values("state").annotate(n=Count("id")).order_by()
+    counts["quarantined"] = 0
+    rows = PluginRecord.objects.values("state", "quarantined").annotate(n=Count("id")).order_by()
     for row in rows:
-        counts[row["state"]] = row["n"]
-    counts["quarantined"] = PluginRecord.objects.filter(quarantined=True).count()
+        counts[row["state"]] += row["n"]
+        if row["quarantined"]:
+            counts["quarantined"] += row["n"]
     return counts
 
 
@@ -112,21 +114,35 @@ def queues_with_work() -> list[str]:
 # --- jobs -----------------------------------------------------------------------------------------
 
 
-def job_outcomes() -> list[JobOutcome]:
-    """Return the running totals of finished jobs (one row per plugin, status, error type)."""
-    return list(JobOutcome.objects.order_by("plugin_name", "status", "error_type"))
+OUTCOME_FIELDS = (
+    "plugin_name",
+    "status",
+    "error_type",
+    "count",
+    "timed_count",
+    "duration_sum_s",
+    "memory_count",
+    "memory_sum_mb",
+    *DURATION_COLUMNS,
+    *MEMORY_COLUMNS,
+)
 
 
-def jobs_active_counts() -> dict[tuple[str, str], int]:
-    """Return {(plugin name, status): n} for PENDING and RUNNING jobs (an index range on
-    status: bounded by the jobs in flight, not by the table)."""
-    rows = (
-        Job.objects.filter(status__in=ACTIVE_STATUSES)
-        .values("plugin_name", "status")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    return {(r["plugin_name"], r["status"]): r["n"] for r in rows}
+def job_outcomes() -> list[tuple[Any, ...]]:
+    """Return the running totals of finished jobs, one tuple of OUTCOME_FIELDS per (plugin,
+    status, error type): plain tuples, as a scrape reads a few hundred of them."""
+    rows = JobOutcome.objects.order_by("plugin_name", "status", "error_type")
+    return list(rows.values_list(*OUTCOME_FIELDS))
+
+
+def jobs_active_counts() -> dict[str, int]:
+    """Return {status: n} for PENDING and RUNNING jobs (both present): an index range on status,
+    bounded by the jobs in flight, not by the table."""
+    counts: dict[str, int] = {str(status): 0 for status in ACTIVE_STATUSES}
+    rows = Job.objects.filter(status__in=ACTIVE_STATUSES).values("status").annotate(n=Count("id"))
+    for row in rows.order_by():
+        counts[row["status"]] = row["n"]
+    return counts
 
 
 @dataclass(frozen=True)

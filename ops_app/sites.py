@@ -80,8 +80,8 @@ def dashboard_context() -> dict[str, Any]:
         broker_error = f"{type(exc).__name__}: {exc}"
     return {
         "states": states,
-        "running_jobs": sum(n for (_, s), n in active.items() if s == JobStatus.RUNNING),
-        "pending_jobs": sum(n for (_, s), n in active.items() if s == JobStatus.PENDING),
+        "running_jobs": active[JobStatus.RUNNING],
+        "pending_jobs": active[JobStatus.PENDING],
         "jobs_by_status": [
             {
                 "label": status,
