@@ -116,10 +116,7 @@ def seed_jobs(total: int) -> None:
         "timeout_s, hard_timeout_s, memory_mb, queue, created_at, finished_at, "
         "execution_time_ms, worker_host, attempts"
     )
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES "  # noqa: S608 - constant names
-        f"({', '.join(['%s'] * 18)})"
-    )
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * 18)})"
     rng = random.Random(11)
     now = datetime.now(UTC)
     batch: list[tuple[object, ...]] = []

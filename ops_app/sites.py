@@ -115,7 +115,11 @@ class WardenAdminSite(admin.AdminSite):
     enable_nav_sidebar = False
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
-        """The index page with the dashboard above the model list."""
-        context = {"dashboard": dashboard_context(), **(extra_context or {})}
+        """The index page with the dashboard above the model list (for staff who may view
+        plugins and jobs; others get the plain model list)."""
+        allowed = request.user.has_perms(
+            ["plugins_app.view_pluginrecord", "execution_app.view_job"]
+        )
+        context = {"dashboard": dashboard_context() if allowed else None, **(extra_context or {})}
         response: TemplateResponse = super().index(request, extra_context=context)
         return response

@@ -98,7 +98,7 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     "memory_mb",
                     "tools_table",
                     "manifest_pretty",
-                ]
+                ],
             },
         ),
         (

@@ -154,3 +154,21 @@ def test_it_says_so_when_a_plugin_has_no_jobs(admin_client, sync_plugins):
     page = admin_client.get(f"/admin/plugins_app/pluginrecord/{plugin.pk}/change/").content.decode()
 
     assert "No finished jobs yet." in page and "warden-activity" not in page
+
+
+def test_it_shows_the_dashboard_only_to_staff_who_may_view_plugins_and_jobs(client, db):
+    from django.contrib.auth.models import Permission
+
+    staff = User.objects.create_user("clerk", password="pw", is_staff=True)
+    client.force_login(staff)
+    without = client.get("/admin/").content.decode()
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_pluginrecord", "view_job"])
+    )
+    staff = User.objects.get(pk=staff.pk)  # fresh permission cache
+    client.force_login(staff)
+    with_perms = client.get("/admin/")
+
+    assert "warden-dashboard" not in without
+    assert with_perms.status_code == 200
+    assert 'id="warden-dashboard"' in with_perms.content.decode()
