@@ -225,6 +225,39 @@ def time_http_metric_writes(n: int) -> None:
     print(f"  Redis pipeline (3 commands, local Redis): {redis_us:.1f} µs per request")
 
 
+def time_job_end_record(n: int) -> None:
+    """What counting and logging a job's end adds to `job_finish`: `job_end_record` alone (the
+    job's labels by primary key, one upsert), per call, on jobs of one plugin."""
+    from django.db import transaction
+
+    from execution_app.models import Job
+    from ops_app.services import job_end_record
+    from plugins_app.models import PluginRecord
+
+    plugin = PluginRecord.objects.get(name="plugin_03")
+    jobs = Job.objects.bulk_create(
+        Job(
+            plugin=plugin,
+            plugin_name=plugin.name,
+            tool="run",
+            timeout_s=60,
+            hard_timeout_s=65,
+            memory_mb=1024,
+        )
+        for _ in range(n)
+    )
+    times = []
+    for i, job in enumerate(jobs):
+        with transaction.atomic():
+            started = time.perf_counter()
+            job_end_record(
+                job_id=str(job.pk), error=None, execution_ms=float(i % 400), peak_memory_mb=12.0
+            )
+            times.append(time.perf_counter() - started)
+    Job.objects.filter(pk__in=[j.pk for j in jobs]).delete()
+    print(f"  job_end_record (per job end): {summary(times)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plugins", type=int, default=50)
@@ -242,6 +275,7 @@ def main() -> None:
         print(f"  collector only: {summary(collector)}")
         print(f"  {queries} database queries per scrape, {size} bytes of exposition")
         time_http_metric_writes(20_000)
+        time_job_end_record(500)
         if args.jobs:
             print(f"{args.plugins} plugins, {args.jobs} jobs")
             seed_jobs(args.jobs)
@@ -249,14 +283,20 @@ def main() -> None:
             print(f"  GET /metrics: {summary(full)}")
             print(f"  collector only: {summary(collector)}")
             print(f"  {queries} database queries per scrape")
-            from ops_app.selectors import jobs_recent
+            from ops_app.selectors import jobs_recent, plugin_recent_jobs
+            from plugins_app.models import PluginRecord
 
-            started = time.perf_counter()
-            recent = jobs_recent(hours=1)
-            print(
-                f"  dashboard 'jobs of the last hour' ({recent.total} jobs): "
-                f"{(time.perf_counter() - started) * 1000:.1f} ms"
-            )
+            plugin = PluginRecord.objects.get(name="plugin_07")
+            for label, read in (
+                ("dashboard: jobs of the last hour", lambda: jobs_recent(hours=1)),
+                ("plugin page: its last 60 jobs", lambda: plugin_recent_jobs(plugin=plugin)),
+            ):
+                times = []
+                for _ in range(20):
+                    started = time.perf_counter()
+                    read()
+                    times.append(time.perf_counter() - started)
+                print(f"  {label}: {summary(times)}")
         print("query plans:")
         query_plans()
     finally:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import bisect
 import logging
+import uuid
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from execution_app.models import Job
 from project.errors import PLUGIN_FAULTS, WardenError
 
 from .models import (
@@ -45,6 +47,16 @@ _UPSERT = (
 )
 
 
+# This runs on every job's end: two plain statements (the ORM would cost several times more,
+# docs/benchmarks.md), the job's labels read by primary key.
+_JOB_FIELDS = ("plugin_name", "tool", "queue", "worker_host", "attempts")
+_JOB_PK = Job._meta.pk
+_SELECT_JOB = (
+    f"SELECT {', '.join(_JOB_FIELDS)} FROM {Job._meta.db_table} "  # noqa: S608 - constants
+    f"WHERE {_JOB_PK.column} = %s"
+)
+
+
 def _one_hot(bounds: tuple[float, ...], value: float | None) -> list[int]:
     """The bucket columns' increments for one observation: 1 in the first bucket whose upper
     bound is >= value, 0 elsewhere (all 0 for None, or above the last bound: only +Inf)."""
@@ -70,13 +82,10 @@ def job_end_record(
     really ended the job, so each job is counted exactly once. Raises database errors (the
     caller's transaction then rolls back the job's end as well).
     """
-    from execution_app.models import Job
-
-    job = (
-        Job.objects.filter(pk=job_id)
-        .values("plugin_name", "tool", "queue", "worker_host", "attempts")
-        .first()
-    ) or {"plugin_name": "", "tool": "", "queue": "", "worker_host": "", "attempts": 0}
+    with connection.cursor() as cursor:
+        cursor.execute(_SELECT_JOB, [_JOB_PK.get_db_prep_value(uuid.UUID(str(job_id)), connection)])
+        row = cursor.fetchone()
+    job = dict(zip(_JOB_FIELDS, row or ("", "", "", "", 0), strict=True))
     status = "SUCCESS" if error is None else "FAILED"
     error_type = "" if error is None else error.type
     duration_s = execution_ms / 1000 if execution_ms is not None else None
