@@ -21,6 +21,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_META = "HTTP_X_REQUEST_ID"
 # A client's own request id is reused when it is short and plain (it goes into logs verbatim).
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Probes and scrapes come every few seconds: their lines go to DEBUG, the rest to INFO.
 _QUIET_PREFIXES = ("/health/", "/metrics")
 
@@ -72,7 +73,7 @@ class RequestMetricsMiddleware:
 
     @staticmethod
     def _log(request: HttpRequest, response: HttpResponse, route: str, elapsed: float) -> None:
-        path = request.path[:500]
+        path = _CONTROL.sub("?", request.path[:500])  # no forged lines from %0A in a URL
         level = logging.DEBUG if path.startswith(_QUIET_PREFIXES) else logging.INFO
         if not access_logger.isEnabledFor(level):
             return

@@ -88,6 +88,16 @@ def test_it_echoes_the_request_id_and_logs_it_with_the_access_line(api_client, d
     assert (lines[0].route, lines[0].status, lines[0].method) == ("v1/plugins", 200, "GET")
 
 
+def test_it_keeps_a_forged_newline_in_the_url_out_of_the_access_line(api_client, db, caplog):
+    caplog.set_level(logging.INFO, logger="warden.access")
+
+    api_client.get("/v1/nope%0A2026-01-01 INFO forged")
+
+    [line] = [r for r in caplog.records if r.name == "warden.access"]
+    assert "\n" not in line.getMessage()
+    assert line.path == "/v1/nope?2026-01-01 INFO forged"
+
+
 def test_it_writes_no_access_lines_when_turned_off(api_client, db, caplog, settings):
     settings.WARDEN_ACCESS_LOG = False
     caplog.set_level(logging.DEBUG, logger="warden.access")

@@ -63,23 +63,16 @@ def parse_args_json(text: str | None) -> dict[str, Any]:
     return value
 
 
-def read_inputs(paths: list[str]) -> list[tuple[str, bytes | None]]:
-    """Read every file before anything is submitted; raise a usage error naming the first bad
-    one. No files: one job without input."""
-    if not paths:
-        return [("-", None)]
-    inputs: list[tuple[str, bytes | None]] = []
-    for name in paths:
-        path = Path(name)
-        try:
-            inputs.append((name, path.read_bytes()))
-        except FileNotFoundError:
-            raise cli.fail(f"File not found: {name}", cli.EXIT_USAGE) from None
-        except IsADirectoryError:
-            raise cli.fail(f"Not a file: {name} is a directory", cli.EXIT_USAGE) from None
-        except OSError as exc:
-            raise cli.fail(f"Cannot read {name}: {exc.strerror}", cli.EXIT_USAGE) from None
-    return inputs
+def read_input(name: str) -> bytes:
+    """Return the bytes of file `name`; raise a usage error that names it."""
+    try:
+        return Path(name).read_bytes()
+    except FileNotFoundError:
+        raise cli.fail(f"File not found: {name}", cli.EXIT_USAGE) from None
+    except IsADirectoryError:
+        raise cli.fail(f"Not a file: {name} is a directory", cli.EXIT_USAGE) from None
+    except OSError as exc:
+        raise cli.fail(f"Cannot read {name}: {exc.strerror}", cli.EXIT_USAGE) from None
 
 
 class Command(BaseCommand):
@@ -154,32 +147,24 @@ class Command(BaseCommand):
         **_: Any,
     ) -> int:
         tool_args = parse_args_json(args_json)
-        inputs = read_inputs(files)
         out = cli.console(cli.raw_stream(self.stdout))
         progress_out = cli.console(cli.raw_stream(self.stderr))
-        # Everything is checked before the first job is queued: the request, then each file.
-        analysis_validate(
-            plugin_name=plugin,
-            tool=tool,
-            args=tool_args,
-            file_bytes=None,
-            mime_type=None,
-            timeout_s=timeout,
-        )
-        for name, data in inputs:
-            if data is None:
-                continue
+        request: dict[str, Any] = {
+            "plugin_name": plugin,
+            "tool": tool,
+            "args": tool_args,
+            "timeout_s": timeout,
+            "mime_type": mime_type,
+        }
+        # Everything is checked before the first job is queued: the request, then each file
+        # (read here and again when submitted, so that only one file is in memory at a time).
+        analysis_validate(**{**request, "mime_type": None}, file_bytes=None)
+        for name in files:
             try:
-                analysis_validate(
-                    plugin_name=plugin,
-                    tool=tool,
-                    args=tool_args,
-                    file_bytes=data,
-                    mime_type=mime_type,
-                    timeout_s=timeout,
-                )
+                analysis_validate(**request, file_bytes=read_input(name))
             except WardenError as exc:
                 raise cli.fail(f"{name}: {exc.message}", cli.code_for_rejection(exc)) from None
+        inputs: list[str | None] = list(files) or [None]  # no file: one job without input
 
         jobs: list[tuple[str, Job]] = []
         rejected: WardenError | None = None
@@ -193,20 +178,14 @@ class Command(BaseCommand):
         ) as progress:
             task = progress.add_task(f"{plugin}: queueing", total=len(inputs))
             try:
-                for name, data in inputs:
+                for source in inputs:
+                    data = read_input(source) if source is not None else None
                     try:
-                        job = job_submit(
-                            plugin_name=plugin,
-                            tool=tool,
-                            args=tool_args,
-                            file_bytes=data,
-                            mime_type=mime_type,
-                            timeout_s=timeout,
-                        )
+                        job = job_submit(**request, file_bytes=data)
                     except WardenError as exc:  # broker or worker gone: stop here
                         rejected = exc
                         break
-                    jobs.append((name, job))
+                    jobs.append((source or "-", job))
                     progress.advance(task)
                 if not run_async:
                     progress.update(task, completed=0, description=f"{plugin}: running")
