@@ -3,6 +3,7 @@ every plugin of WARDEN_REQUIRED_PLUGINS accepting jobs. Each check is bounded in
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -70,10 +71,12 @@ def _read_registry(required: list[str]) -> _Registry:
         connection.close()
 
 
-def _wait(future: Future[Any], what: str, timeout_s: float) -> tuple[Any, str | None]:
-    """Return (result, None) or (None, why it failed)."""
+def _wait(
+    future: Future[Any], what: str, deadline: float, timeout_s: float
+) -> tuple[Any, str | None]:
+    """Return (result, None) or (None, why it failed) by `deadline` (time.monotonic())."""
     try:
-        return future.result(timeout=timeout_s), None
+        return future.result(timeout=max(deadline - time.monotonic(), 0.0)), None
     except FutureTimeout:
         return None, f"{what} did not answer within {timeout_s:g} s"
     except DatabaseError as exc:
@@ -91,10 +94,11 @@ def readiness() -> tuple[bool, dict[str, dict[str, Any]]]:
     """
     timeout_s = settings.WARDEN_HEALTH_TIMEOUT_S
     required = list(settings.WARDEN_REQUIRED_PLUGINS)
+    deadline = time.monotonic() + timeout_s  # both checks run at once: one shared bound
     registry_future = _pool.submit(_read_registry, required)
     broker_future = _pool.submit(selectors.broker_snapshot)
-    registry, database_error = _wait(registry_future, "Database", timeout_s)
-    snapshot, broker_error = _wait(broker_future, "Redis (broker)", timeout_s)
+    registry, database_error = _wait(registry_future, "Database", deadline, timeout_s)
+    snapshot, broker_error = _wait(broker_future, "Redis (broker)", deadline, timeout_s)
 
     checks: dict[str, Check] = {
         "database": Check(FAIL, database_error) if database_error else Check(OK),

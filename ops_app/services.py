@@ -88,7 +88,9 @@ def job_end_record(
     job = dict(zip(_JOB_FIELDS, row or ("", "", "", "", 0), strict=True))
     status = "SUCCESS" if error is None else "FAILED"
     error_type = "" if error is None else error.type
-    duration_s = execution_ms / 1000 if execution_ms is not None else None
+    # Rounded as job_finish stores them, so the sums match the jobs' own columns.
+    duration_s = round(execution_ms, 3) / 1000 if execution_ms is not None else None
+    peak_memory_mb = round(peak_memory_mb, 1) if peak_memory_mb is not None else None
     params: list[Any] = [
         job["plugin_name"],
         status,
@@ -113,7 +115,7 @@ def job_end_record(
         "status": status,
         "error_type": error_type or None,
         "duration_ms": round(execution_ms, 3) if execution_ms is not None else None,
-        "peak_memory_mb": round(peak_memory_mb, 1) if peak_memory_mb is not None else None,
+        "peak_memory_mb": peak_memory_mb,
         "queue": job["queue"],
         "worker_host": job["worker_host"] or None,
         "attempts": job["attempts"],

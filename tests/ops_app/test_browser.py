@@ -204,7 +204,8 @@ def test_it_shows_the_dashboard_and_a_plugin_page_in_a_real_browser(stack, brows
     assert len(chart.find_elements(By.CSS_SELECTOR, "path.failure")) == 8
     summary = browser.find_element(By.CSS_SELECTOR, ".warden-chart-summary").text
     assert summary.startswith("Last 15 finished job(s): 7 succeeded, 8 failed; median ")
-    assert re.search(r", slowest (199\d|20\d\d) ms$", summary), summary  # the 2 s timeout
+    slowest = re.search(r", slowest (\d+) ms$", summary)
+    assert slowest and 1500 < int(slowest.group(1)) < 2600, summary  # the job stopped at 2 s
     history = browser.find_element(By.ID, "transitions-group").text
     assert "Quarantined after 3 consecutive crashes" in history
     assert overflow(browser) == []

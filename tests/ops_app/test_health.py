@@ -75,7 +75,7 @@ def test_it_fails_the_broker_check_within_its_timeout_when_redis_hangs(
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
-    settings.WARDEN_HEALTH_TIMEOUT_S = 0.5
+    settings.WARDEN_HEALTH_TIMEOUT_S = 1.0
     try:
         started = time.monotonic()
         status, body = ready(api_client)
@@ -84,10 +84,10 @@ def test_it_fails_the_broker_check_within_its_timeout_when_redis_hangs(
         silent.close()
 
     assert status == 503
-    assert elapsed < 1.5
+    assert 1.0 <= elapsed < 2.0
     assert body["checks"]["broker"]["status"] == "fail"
     assert body["checks"]["broker"]["reason"] in (
-        "Redis (broker) did not answer within 0.5 s",
+        "Redis (broker) did not answer within 1 s",
         "Redis (broker) unavailable: TimeoutError: Timeout reading from socket",
     )
     assert body["checks"]["database"] == {"status": "ok", "reason": None}

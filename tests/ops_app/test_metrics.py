@@ -106,7 +106,7 @@ def test_it_exports_exact_metrics_after_known_jobs(live, auth_client, api_client
     # The duration histogram matches the jobs' own recorded times.
     times = [j.execution_time_ms for j in Job.objects.all()]
     recorded = value(samples, "warden_job_duration_seconds_sum", **faulty)
-    assert recorded == pytest.approx(sum(times) / 1000, abs=1e-6)
+    assert recorded == pytest.approx(sum(times) / 1000, abs=1e-9)
     for le in ("0.01", "0.05", "0.1"):
         in_bucket = value(samples, "warden_job_duration_seconds_bucket", **faulty, le=le)
         assert in_bucket == sum(t <= float(le) * 1000 for t in times)
