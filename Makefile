@@ -11,19 +11,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
-MYPY_TARGETS := project plugins_app execution_app warden manage.py
+MYPY_TARGETS := project plugins_app execution_app ops_app warden manage.py
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export WARDEN_VENV := $(abspath $(VENV))
 
-.PHONY: help venv install system-deps run test lint clean
+.PHONY: help venv install system-deps run test lint screenshots clean
 
 help:
 	@echo "make run          install what is missing, then run Redis + gunicorn + Celery worker/beat"
 	@echo "make test [ARGS=...]  ruff check + pytest (ARGS are passed to pytest)"
 	@echo "make lint         ruff check, ruff format --check, mypy"
 	@echo "make venv         create/refresh $(VENV) from $(LOCK) (only when the lock changed)"
-	@echo "make system-deps  apt-get install redis-server, tesseract-ocr when missing"
+	@echo "make system-deps  apt-get install redis-server, tesseract-ocr, chromium(-driver) when missing"
+	@echo "make screenshots  refresh docs/screenshots/ with the admin browser test"
 	@echo "make clean        stop the dev Redis, delete var/ runtime files and tool caches"
 
 # The virtualenv, installed from the lock. The stamp holds the lock's sha256, so this reinstalls
@@ -63,13 +64,16 @@ system-deps:
 	@missing=()
 	command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 	command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
+	# The admin's browser test (tests/ops_app/test_browser.py) drives a headless Chromium.
+	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+	command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 	if ! { [ -x "$(PY)" ] && "$(PY)" -c 'import sys' 2>/dev/null; } \
 	    && ! python3.11 -c 'import ensurepip, venv' >/dev/null 2>&1 \
 	    && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
 	    missing+=(python3 python3-venv)
 	fi
 	if [ "$${#missing[@]}" -eq 0 ]; then
-	    echo "System packages present (redis-server, tesseract)"
+	    echo "System packages present (redis-server, tesseract, chromium, chromedriver)"
 	    exit 0
 	fi
 	if ! command -v apt-get >/dev/null 2>&1; then
@@ -106,6 +110,11 @@ lint: venv
 	"$(VENV)/bin/ruff" format --check . || status=1
 	"$(VENV)/bin/mypy" $(MYPY_TARGETS) || status=1
 	exit "$$status"
+
+# The README's admin screenshots: the browser test (real stack, headless Chromium) saves them here.
+screenshots: system-deps venv
+	@WARDEN_SCREENSHOTS_DIR="$(CURDIR)/docs/screenshots" WARDEN_TEST_POSTGRES=0 \
+	    exec scripts/test.sh tests/ops_app/test_browser.py
 
 # Runtime state only (database, Redis dir, static files, uploads, generated admin password, beat
 # schedule) under ./var, plus tool caches. The venv is kept.

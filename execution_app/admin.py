@@ -26,7 +26,7 @@ STATUS_AS_STATE = {
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = [
-        "id",
+        "short_id",
         "plugin_name",
         "tool",
         "badge",
@@ -36,6 +36,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "peak_memory_mb",
         "worker_host",
     ]
+    list_display_links = ["short_id"]
     list_filter = ["status", "plugin_name", "error_type", "queue", "created_at"]
     search_fields = ["id", "plugin_name", "tool", "error_type"]
     date_hierarchy = "created_at"
@@ -51,6 +52,10 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="Job", ordering="id")
+    def short_id(self, obj: Job) -> str:
+        return format_html('<span title="{}">{}…</span>', obj.pk, str(obj.pk)[:8])
 
     @admin.display(description="Status", ordering="status")
     def badge(self, obj: Job) -> str:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
+from ops_app.services import job_end_record
 from plugins_app.models import PluginRecord
 from plugins_app.probe import signal_name
 from plugins_app.selectors import host_ready
@@ -317,6 +318,9 @@ def job_finish(
         ended = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(**fields)
         if not ended:
             return False
+        job_end_record(
+            job_id=job_id, error=error, execution_ms=execution_ms, peak_memory_mb=peak_memory_mb
+        )
         plugin_id = (
             plugin.pk
             if plugin is not None

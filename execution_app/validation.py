@@ -51,13 +51,17 @@ def plugin_admit(plugin: PluginRecord, live: dict[str, set[str]] | None) -> None
     """Raise PluginUnavailable unless the plugin accepts jobs (CONTRACT.md §3 rule 5).
 
     `live` maps hosts with live workers to their queues (None: unknown). When live workers
-    consume the plugin's queue, one of their hosts must have it ready; when none does, the job
-    is let through to dispatch, which answers 503 (no worker consumes the queue at all).
+    consume the plugin's queue, one of their hosts must have it ready. When none does, a plugin
+    some host has ready is let through to dispatch, which answers 503 (no worker consumes the
+    queue at all); one no host can run is refused here with each host's reason.
     """
     availability = plugin_availability(plugin, live=live)
-    if availability.accepting_jobs or (
-        availability.queue_has_worker is False and not plugin.quarantined
-    ):
+    if availability.accepting_jobs:
+        return
+    # No worker consumes the queue at all: a plugin that some (now absent) host has ready is let
+    # through to dispatch, which answers 503; one that no host can run is a 400 here.
+    no_worker = availability.queue_has_worker is False and not plugin.quarantined
+    if no_worker and plugin_availability(plugin, live=None).accepting_jobs:
         return
     if plugin.quarantined:
         why = f"quarantined: {availability.reason}"

@@ -121,6 +121,7 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     inlines = [PluginHostInline, PluginStateTransitionInline]
     fieldsets = [
         (None, {"fields": ["name", "badge", "reason", "hint", "version", "description"]}),
+        ("Recent executions", {"fields": ["activity"]}),
         (
             "Metrics",
             {
@@ -141,6 +142,7 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         (
             "Definition",
             {
+                "classes": ["collapse"],  # reference material: the state history stays in view
                 "fields": [
                     "source",
                     "entrypoint",
@@ -149,7 +151,7 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     "memory_mb",
                     "tools_table",
                     "manifest_pretty",
-                ]
+                ],
             },
         ),
         (
@@ -160,7 +162,15 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ]
     readonly_fields = [
         f.name for f in PluginRecord._meta.get_fields() if getattr(f, "concrete", False)
-    ] + ["badge", "uptime", "tools_table", "manifest_pretty", "recent_failures", "probe_tracebacks"]
+    ] + [
+        "badge",
+        "uptime",
+        "tools_table",
+        "manifest_pretty",
+        "recent_failures",
+        "probe_tracebacks",
+        "activity",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # plugins come from discovery, not from a form
@@ -174,6 +184,18 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def short_reason(self, obj: PluginRecord) -> str:
         reason = _availability(obj).reason or ""
         return reason if len(reason) <= 120 else reason[:117] + "..."
+
+    @admin.display(description="Execution times and failures")
+    def activity(self, obj: PluginRecord) -> str:
+        from ops_app.charts import activity_svg, chart_summary
+        from ops_app.selectors import plugin_recent_jobs
+
+        points = plugin_recent_jobs(plugin=obj)
+        return format_html(
+            '<div class="warden-chart"><p class="warden-chart-summary">{}</p>{}</div>',
+            chart_summary(points),
+            activity_svg(points),
+        )
 
     @admin.display(description="Uptime (s)")
     def uptime(self, obj: PluginRecord) -> float | None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from project.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("WARDEN_VAR_DIR", BASE_DIR / "var"))
 
@@ -31,7 +33,8 @@ ALLOWED_HOSTS = os.environ.get(
 ).split(",")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "ops_app",  # first: its admin templates (dashboard, branding) override the stock ones
+    "ops_app.apps.WardenAdminConfig",  # django.contrib.admin with Warden's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -46,6 +49,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ops_app.middleware.RequestMetricsMiddleware",  # first: times and logs the whole request
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -103,13 +107,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = Path(os.environ.get("WARDEN_MEDIA_ROOT", VAR_DIR / "media"))
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("WARDEN_LOG_LEVEL", "INFO")},
-}
+# text: readable lines with [request_id=… job_id=…]; json: one JSON object per line.
+WARDEN_LOG_FORMAT = os.environ.get("WARDEN_LOG_FORMAT", "text").strip().lower()
+LOGGING = logging_config(fmt=WARDEN_LOG_FORMAT, level=os.environ.get("WARDEN_LOG_LEVEL", "INFO"))
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -236,3 +236,22 @@ CELERY_BEAT_SCHEDULE = {
     "purge-old-jobs": {"task": "execution_app.tasks.purge_jobs", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Operations: metrics, liveness/readiness, access logs ---------------------------------------
+# /metrics is public unless false; then it needs an API token or a staff session.
+WARDEN_PUBLIC_METRICS = env_bool("WARDEN_PUBLIC_METRICS", True)
+# Plugins that must accept jobs for /health/ready to answer 200 (comma-separated names).
+WARDEN_REQUIRED_PLUGINS = [
+    n.strip() for n in os.environ.get("WARDEN_REQUIRED_PLUGINS", "").split(",") if n.strip()
+]
+# Each readiness check (database, Redis) gives up after this many seconds.
+WARDEN_HEALTH_TIMEOUT_S = float(os.environ.get("WARDEN_HEALTH_TIMEOUT_S", "1"))
+# One line per HTTP request on the `warden.access` logger (health probes and scrapes at DEBUG).
+WARDEN_ACCESS_LOG = env_bool("WARDEN_ACCESS_LOG", True)
+# HTTP request metrics of every gunicorn process of this host are summed from the files each
+# process keeps here (prometheus_client multiprocess mode); must be set before prometheus_client
+# is imported, hence here. Host-local; gunicorn.conf.py empties it when gunicorn starts.
+PROMETHEUS_MULTIPROC_DIR = Path(
+    os.environ.get("PROMETHEUS_MULTIPROC_DIR") or VAR_DIR / "prometheus"
+).resolve()
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)

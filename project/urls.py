@@ -1,4 +1,4 @@
-"""Top-level routes: the v1 API, its schema and docs, the admin."""
+"""Top-level routes: the v1 API, its schema and docs, the admin, health probes and metrics."""
 
 import os
 
@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("v1/", include("plugins_app.urls")),
     path("v1/", include("execution_app.urls")),
+    path("", include("ops_app.urls")),
 ]
 
 if settings.DEBUG or os.environ.get("WARDEN_SERVE_STATIC") == "1":

@@ -146,9 +146,12 @@ start() {
     NAMES[$pid]="$name"
 }
 
+# No --access-logfile: Warden's middleware writes the access log (with the request id; turn it
+# off with WARDEN_ACCESS_LOG=false). gunicorn.conf.py (read from this directory) resets the
+# per-process HTTP metric files under PROMETHEUS_MULTIPROC_DIR.
 start web gunicorn project.wsgi:application \
     --bind "127.0.0.1:$PORT" --worker-class gthread --workers 2 --threads 16 \
-    --timeout 120 --graceful-timeout 10 --access-logfile -
+    --timeout 120 --graceful-timeout 10
 # The plugins were just synced above; the worker's own start-up sync would only repeat it.
 WARDEN_SYNC_ON_WORKER_START="${WARDEN_SYNC_ON_WORKER_START:-false}" \
 start worker celery -A project worker -P prefork \

@@ -30,6 +30,7 @@ FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data; boundary=x"
 NO_WORKER = "No worker is consuming queue "
 ANALYZE_PATHS = ("/v1/analyze-execution", "/v1/analyze-execution/async")
+READY_PATH = "/health/ready"
 FUZZ = settings(
     max_examples=25,
     deadline=None,
@@ -75,6 +76,11 @@ def fuzz_env(
 def assert_contract(status: int, content_type: str, body: bytes, path: str, request: str) -> None:
     """No 500s (503 only from analyze, for want of a worker); every error is the exact envelope."""
     where = f"{request}\n-> {status} {body[:2000]!r}"
+    if path == READY_PATH and status == 503:  # not ready (no worker here): its own shape
+        payload = json.loads(body)
+        assert set(payload) == {"status", "checks"} and payload["status"] == "unavailable", where
+        assert any(c["status"] == "fail" and c["reason"] for c in payload["checks"].values()), where
+        return
     assert status < 500 or (status == 503 and path in ANALYZE_PATHS), where
     if status < 400:
         return

@@ -1,0 +1,1 @@
+"""Operator experience: Prometheus metrics, liveness and readiness, the admin dashboard, logs."""
