@@ -11,8 +11,6 @@ import types
 from pathlib import Path
 from typing import Any
 
-from plugins_app.forgesyte.adapter import ForgeSyteAdapter, adapter_class, host_import_error
-
 PACKAGE_ROOT = "warden_plugins"
 FORGESYTE_SOURCE = "forgesyte"
 
@@ -64,7 +62,11 @@ def load_plugin_class(
     try:
         module = importlib.import_module(qualified)
     except ImportError as exc:
-        host_error = host_import_error(exc, entrypoint) if source == FORGESYTE_SOURCE else None
+        host_error = None
+        if source == FORGESYTE_SOURCE:
+            from plugins_app.forgesyte.adapter import host_import_error
+
+            host_error = host_import_error(exc, entrypoint)
         if host_error is not None:
             raise host_error from exc
         if not isinstance(exc, ModuleNotFoundError):
@@ -83,6 +85,8 @@ def load_plugin_class(
             f"entrypoint '{entrypoint}': module '{module_name}' has no class '{class_name}'"
         )
     if source == FORGESYTE_SOURCE:
+        from plugins_app.forgesyte.adapter import adapter_class
+
         return adapter_class(cls)
     if not callable(getattr(cls, "run", None)):
         raise EntrypointError(
@@ -105,4 +109,9 @@ def call_validate(instance: Any) -> None:
 
 def describe_plugin(instance: Any) -> dict[str, Any] | None:
     """A ForgeSyte plugin's class attributes and tools as JSON-safe facts; None for others."""
-    return instance.describe() if isinstance(instance, ForgeSyteAdapter) else None
+    # Loaded only for ForgeSyte plugins (it is slow to import): absent, the instance is not one.
+    adapter = sys.modules.get("plugins_app.forgesyte.adapter")
+    if adapter is None or not isinstance(instance, adapter.ForgeSyteAdapter):
+        return None
+    facts: dict[str, Any] = instance.describe()
+    return facts

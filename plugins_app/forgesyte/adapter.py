@@ -7,7 +7,6 @@ helpers at the top of this module.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import inspect
@@ -175,6 +174,8 @@ def to_plain(value: Any, depth: int = 0) -> Any:
 
 def _awaited(result: Any) -> Any:
     """The value of an awaitable an async tool returned, run on a private event loop."""
+    import asyncio  # ~60 ms to import: only for the async tools that need it
+
     loop = asyncio.new_event_loop()
     try:
         return loop.run_until_complete(result)
