@@ -66,6 +66,8 @@ class Job(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["plugin_name", "status", "-created_at"], name="job_plugin_status"),
+            # "Is one of this plugin's jobs RUNNING?" without reading the plugin's history.
+            models.Index(fields=["plugin", "status"], name="job_plugin_id_status"),
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
         ]
 

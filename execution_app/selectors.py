@@ -16,6 +16,15 @@ from .models import ACTIVE_STATUSES, Job, JobStatus
 POLL_S = 0.02
 
 
+def running_plugin_ids() -> list[int]:
+    """The plugins with a RUNNING job now (an index range over the jobs in flight)."""
+    return sorted(
+        Job.objects.filter(status=JobStatus.RUNNING, plugin__isnull=False)
+        .values_list("plugin_id", flat=True)
+        .distinct()
+    )
+
+
 def job_get(*, job_id: str) -> Job:
     """Return the job; raise NotFound (404) if there is none with that id."""
     try:

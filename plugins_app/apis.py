@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from execution_app.workers import live_hosts_or_none
 from project.errors import WardenError
 
-from .selectors import plugin_get, plugin_health, plugin_list
+from .selectors import health_records
 from .serializers import PluginHealthSerializer
+
+
+def _render(records: list[dict[str, Any]]) -> Any:
+    return PluginHealthSerializer(records, many=True).data
+
+
+def json_response(data: Any) -> HttpResponse:
+    """`data` (JSON-ready primitives) as DRF's JSONRenderer writes it, without a serializer
+    pass: the health records were serialized when they were cached."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    body = body.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return HttpResponse(body.encode(), content_type="application/json")
 
 
 class HealthPermission(BasePermission):
@@ -29,22 +44,22 @@ class PluginListApi(APIView):
     permission_classes = [HealthPermission]
 
     @extend_schema(responses=PluginHealthSerializer(many=True), operation_id="plugins_list")
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponse:
         """Every plugin's health record, sorted by name."""
-        live = live_hosts_or_none()
-        records = [plugin_health(p, live) for p in plugin_list()]
-        return Response(PluginHealthSerializer(records, many=True).data)
+        records, _ = health_records(live_hosts_or_none(), _render)
+        return json_response(records)
 
 
 class PluginHealthApi(APIView):
     permission_classes = [HealthPermission]
 
     @extend_schema(responses=PluginHealthSerializer, operation_id="plugins_health")
-    def get(self, request: Request, name: str) -> Response:
+    def get(self, request: Request, name: str) -> HttpResponse:
         """One plugin's health record; 404 PluginNotFound if no plugin has that name."""
-        plugin = plugin_get(name=name)
-        if plugin is None:
+        _, by_name = health_records(live_hosts_or_none(), _render)
+        record = by_name.get(name)
+        if record is None:
             raise WardenError(
                 "PluginNotFound", f"No plugin named '{name}'", plugin=name, status=404
             )
-        return Response(PluginHealthSerializer(plugin_health(plugin, live_hosts_or_none())).data)
+        return json_response(record)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.apps import apps
+from django.db import connection
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 
@@ -199,3 +202,68 @@ def plugin_health(plugin: PluginRecord, live: dict[str, set[str]] | None = None)
 
 
 HOST_FIELDS = ("host", "queues", "state", "reason", "hint", "probed_at", "alive")
+
+
+# --- the health list, rendered once per registry change ------------------------------------------
+
+_VERSION_SQL = """
+SELECT (SELECT COUNT(*) FROM plugins_app_pluginrecord),
+       (SELECT COALESCE(SUM(metrics_version), 0) FROM plugins_app_pluginrecord),
+       (SELECT MAX(updated_at) FROM plugins_app_pluginrecord),
+       (SELECT COUNT(*) FROM plugins_app_pluginhost),
+       (SELECT MAX(updated_at) FROM plugins_app_pluginhost)
+"""
+
+
+def registry_version() -> tuple[Any, ...]:
+    """A value that changes whenever anything a health record shows may have changed: any write
+    to a plugin or host entry (every state change saves `updated_at`, every metrics update bumps
+    `metrics_version`), and which plugins have a RUNNING job. Two small statements."""
+    from execution_app.selectors import running_plugin_ids
+
+    with connection.cursor() as cursor:
+        cursor.execute(_VERSION_SQL)
+        row = cursor.fetchone()
+    return (*(str(v) for v in row), tuple(running_plugin_ids()))
+
+
+@dataclass
+class _Rendered:
+    key: tuple[Any, ...]
+    records: list[dict[str, Any]]
+    by_name: dict[str, dict[str, Any]]
+    loaded: dict[str, float | None]  # epoch of loaded_at of the plugins with an uptime
+
+
+_rendered: _Rendered | None = None
+
+
+def health_records(
+    live: dict[str, set[str]] | None, render: Callable[[list[dict[str, Any]]], Any]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Every health record as JSON-ready primitives (`render` turns plugin_health() dicts into
+    them: the API's serializer), rebuilt only when the registry version or the live hosts
+    changed since this process last built them; `uptime_seconds` is brought up to now on each
+    call. Returns (records sorted by name, records by name)."""
+    global _rendered
+    live_key = (
+        None if live is None else tuple(sorted((h, tuple(sorted(q))) for h, q in live.items()))
+    )
+    key = (*registry_version(), live_key)
+    cached = _rendered
+    if cached is None or cached.key != key:
+        plugins = list(plugin_list())
+        records = list(render([plugin_health(p, live) for p in plugins]))
+        loaded = {
+            p.name: p.loaded_at.timestamp()
+            if p.loaded_at and r["uptime_seconds"] is not None
+            else None
+            for p, r in zip(plugins, records, strict=True)
+        }
+        cached = _Rendered(key, records, {r["name"]: r for r in records}, loaded)
+        _rendered = cached
+    now = time.time()
+    for name, loaded_at in cached.loaded.items():
+        if loaded_at is not None:
+            cached.by_name[name]["uptime_seconds"] = round(now - loaded_at, 3)
+    return cached.records, cached.by_name
