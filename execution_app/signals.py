@@ -94,6 +94,9 @@ def configure_child(**_: Any) -> None:
     set_subreaper()
     # cgroup mode: this child's own cgroups, which every process it starts is born into.
     worker_containment().child_setup()
+    # Plugin code below the web's priority: on a shared host, health requests win the CPU.
+    if settings.WARDEN_WORKER_NICE > 0:
+        os.nice(settings.WARDEN_WORKER_NICE)
     # A crash writes the Python stack to fd 2, which is the job's captured output during a run.
     faulthandler.enable(file=2, all_threads=True)
     torch = sys.modules.get("torch")

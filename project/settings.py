@@ -114,7 +114,7 @@ LOGGING = logging_config(fmt=WARDEN_LOG_FORMAT, level=os.environ.get("WARDEN_LOG
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "project.auth.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -151,6 +151,11 @@ WARDEN_PROBE_TIMEOUT_S = float(os.environ.get("WARDEN_PROBE_TIMEOUT_S", "30"))
 WARDEN_PROBE_CONCURRENCY = env_int("WARDEN_PROBE_CONCURRENCY", max(4, 2 * (os.cpu_count() or 1)))
 WARDEN_PROBE_MEMORY_MB = env_int("WARDEN_PROBE_MEMORY_MB", 2048)
 WARDEN_PUBLIC_HEALTH = env_bool("WARDEN_PUBLIC_HEALTH", True)
+# Seconds a web process remembers a valid API token (a deleted token works that much longer).
+WARDEN_TOKEN_CACHE_S = float(os.environ.get("WARDEN_TOKEN_CACHE_S", "5"))
+# Niceness of worker children (plugin code): on a host that also serves the web, requests win
+# the CPU from CPU-bound jobs. 0 leaves them at the worker's priority.
+WARDEN_WORKER_NICE = env_int("WARDEN_WORKER_NICE", 10)
 WARDEN_QUARANTINE_AFTER = env_int("WARDEN_QUARANTINE_AFTER", 3)
 WARDEN_DEFAULT_TIMEOUT_S = env_int("WARDEN_DEFAULT_TIMEOUT_S", 60)
 WARDEN_DEFAULT_MEMORY_MB = env_int("WARDEN_DEFAULT_MEMORY_MB", 1024)

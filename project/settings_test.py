@@ -20,6 +20,8 @@ os.environ.setdefault("WARDEN_PROBE_MEMORY_MB", "400")
 os.environ.setdefault("WARDEN_PLUGIN_DIRS", "plugin_packages")
 os.environ.setdefault("WARDEN_JOB_MAX_PIDS", "64")
 os.environ.setdefault("WARDEN_LOAD_TIMEOUT_S", "5")
+# Tests time limits on a shared, loaded machine: children at the worker's own priority.
+os.environ.setdefault("WARDEN_WORKER_NICE", "0")
 
 from .settings import *  # noqa: E402, F403
 

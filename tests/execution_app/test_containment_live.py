@@ -283,12 +283,14 @@ def test_it_never_kills_another_job_when_a_cancel_races_its_end(live, auth_clien
     rng = random.Random(7)
     others: list[str] = []
     for _ in range(12):
-        target = analyze(
+        submitted = analyze(
             auth_client,
             "helper_then_sleep",
             {"pidfile": str(pidfile), "seconds": rng.uniform(0.02, 0.25)},
             asynchronous=True,
-        ).json()["job_id"]
+        )
+        assert submitted.status_code == 202, submitted.json()
+        target = submitted.json()["job_id"]
         others += [analyze(auth_client, "ok", asynchronous=True).json()["job_id"] for _ in range(2)]
         time.sleep(rng.uniform(0.0, 0.3))  # the race itself: cancel at an arbitrary moment
         assert auth_client.delete(f"/v1/jobs/{target}").status_code in (200, 409)
@@ -304,12 +306,15 @@ def test_it_never_kills_another_job_when_a_cancel_races_its_end(live, auth_clien
     assert_gone_soon([int(p) for p in pidfile.read_text().split()])
 
 
-def test_it_spares_the_beat_a_worker_embeds(live, settings):
+def test_it_spares_the_beat_a_worker_embeds_and_nices_its_children(live, settings):
     from tests.conftest import worker_env
     from tests.harness import start_worker
 
     worker = start_worker(
-        worker_env(WARDEN_CONTAINMENT=os.environ.get("WARDEN_CONTAINMENT", "auto")),
+        worker_env(
+            WARDEN_CONTAINMENT=os.environ.get("WARDEN_CONTAINMENT", "auto"),
+            WARDEN_WORKER_NICE="7",
+        ),
         Path(settings.VAR_DIR) / "beat-worker.log",
         name="withbeat",
         queues="gpu",
@@ -321,6 +326,8 @@ def test_it_spares_the_beat_a_worker_embeds(live, settings):
         children = wait_until(
             lambda: main.children() if len(main.children()) == 2 else None, 20, "pool + beat"
         )
+        # Plugin code runs below the web's priority; the worker and its beat do not.
+        assert sorted(c.nice() for c in children) == [main.nice(), main.nice() + 7]
         # Two sweeps and the minimum age pass in about a second: watch for three.
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
