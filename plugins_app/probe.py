@@ -150,7 +150,10 @@ def _supervise(
         if killed_for:
             _kill_group(proc)
             break
-        time.sleep(POLL_S)
+        try:
+            proc.wait(timeout=POLL_S)  # returns the moment the probe ends
+        except subprocess.TimeoutExpired:
+            pass
     proc.wait()
     out_file.seek(0)
     stage, outcome = _parse(out_file.read().decode("utf-8", "replace"))
