@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -234,11 +235,14 @@ def job_finish(
     execution_ms: float | None = None,
     peak_memory_mb: float | None = None,
     plugin: PluginRecord | None = None,
+    expected: Collection[str] = ACTIVE_STATUSES,
 ) -> bool:
     """Record a job's end (SUCCESS with `result`, or FAILED with `error`) and the plugin's metrics.
 
-    Idempotent: only a PENDING or RUNNING job changes, so a second call (hooks fire twice, the
-    reaper races the worker) is a no-op. Returns whether this call ended the job.
+    One conditional UPDATE: only a job whose status is in `expected` (by default PENDING or
+    RUNNING) changes, so a second call (hooks fire twice, the reaper races the worker) is a no-op;
+    a caller that decided from one state names exactly that state. Returns whether this call
+    ended the job.
     """
     now = timezone.now()
     fields: dict[str, Any] = {"finished_at": now}
@@ -257,7 +261,8 @@ def job_finish(
             traceback=traceback,
         )
     with transaction.atomic():
-        ended = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(**fields)
+        assert set(expected) <= set(ACTIVE_STATUSES), expected  # terminal states are final
+        ended = Job.objects.filter(pk=job_id, status__in=list(expected)).update(**fields)
         if not ended:
             return False
         plugin_id = (
@@ -278,16 +283,20 @@ def job_finish(
 
 def job_cancel(*, job: Job) -> Job:
     """Cancel a PENDING or RUNNING job (FAILED, type Cancelled); raise Conflict once finished."""
-    ended = job_finish(
-        job_id=str(job.pk),
-        error=WardenError(
-            "Cancelled",
-            f"Job {job.pk} was cancelled while {job.status}",
-            details={"cancelled_while": job.status},
-            plugin=job.plugin_name,
-        ),
-    )
-    job.refresh_from_db()
+    ended = False
+    while not ended and not job.is_terminal:
+        was = job.status
+        ended = job_finish(
+            job_id=str(job.pk),
+            error=WardenError(
+                "Cancelled",
+                f"Job {job.pk} was cancelled while {was}",
+                details={"cancelled_while": was},
+                plugin=job.plugin_name,
+            ),
+            expected=(was,),  # a claim may move it to RUNNING meanwhile: then cancel that
+        )
+        job.refresh_from_db()
     if ended:
         job_stop(job=job)
     else:
@@ -315,7 +324,11 @@ def job_stop(*, job: Job) -> None:
 
 def job_fail_unqueued(*, job_id: str, reason: str) -> None:
     """Fail a job whose task could not be queued (broker or worker unreachable)."""
-    job_finish(job_id=job_id, error=WardenError("ServiceUnavailable", reason))
+    job_finish(
+        job_id=job_id,
+        error=WardenError("ServiceUnavailable", reason),
+        expected=(JobStatus.PENDING,),
+    )
 
 
 def jobs_reap() -> dict[str, int]:
@@ -338,6 +351,7 @@ def jobs_reap() -> dict[str, int]:
         # The worker host itself died (or lost the database): not counted against the plugin.
         counts["running"] += job_finish(
             job_id=str(pk),
+            expected=(JobStatus.RUNNING,),
             error=WardenError(
                 "ServiceUnavailable",
                 f"Job of plugin '{plugin}' was still RUNNING past its {hard:g} s hard deadline; "
@@ -347,8 +361,10 @@ def jobs_reap() -> dict[str, int]:
             ),
         )
     for pk, plugin, queue in stale_pending:
+        # Only if still PENDING: a worker may have claimed it since the query above.
         counts["pending"] += job_finish(
             job_id=str(pk),
+            expected=(JobStatus.PENDING,),
             error=WardenError(
                 "ServiceUnavailable",
                 f"No worker took the job within {settings.WARDEN_PENDING_TTL_S} s "
