@@ -31,7 +31,7 @@ from .validation import (
     timeout_resolve,
     tool_resolve,
 )
-from .workers import queue_has_live_worker
+from .workers import mark_queued, queue_has_live_worker, unmarked
 
 logger = logging.getLogger(__name__)
 # Sent by name: services never import tasks (tests/test_governance.py).
@@ -165,20 +165,27 @@ def job_dispatch(job: Job) -> None:
                 plugin=job.plugin_name,
                 job_id=job_id,
             )
-        current_app.send_task(
-            RUN_JOB_TASK,
-            kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s},
-            task_id=job_id,
-            queue=job.queue,
-            soft_time_limit=job.timeout_s,
-            time_limit=job.hard_timeout_s,
-        )
+        _send(job)
     except (KombuOperationalError, RedisError, OSError) as exc:
         reason = f"Message broker unreachable: {type(exc).__name__}: {exc}"
         job_fail_unqueued(job_id=job_id, reason=reason)
         raise WardenError(
             "ServiceUnavailable", reason, plugin=job.plugin_name, job_id=job_id
         ) from exc
+
+
+def _send(job: Job) -> None:
+    """Queue `job`'s task message, then mark it queued (see `jobs_requeue_lost`)."""
+    job_id = str(job.pk)
+    current_app.send_task(
+        RUN_JOB_TASK,
+        kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s},
+        task_id=job_id,
+        queue=job.queue,
+        soft_time_limit=job.timeout_s,
+        time_limit=job.hard_timeout_s,
+    )
+    mark_queued(job_id, settings.WARDEN_PENDING_TTL_S + 60)
 
 
 def job_submit(
@@ -374,6 +381,31 @@ def jobs_reap() -> dict[str, int]:
             ),
         )
     return counts
+
+
+def jobs_requeue_lost() -> int:
+    """Queue again the PENDING jobs whose message the broker lost (Redis restarted without its
+    data): jobs older than WARDEN_REQUEUE_AFTER_S whose queued mark is gone. A message that
+    still exists somewhere is harmless: a worker runs only a PENDING job, once.
+
+    Returns how many were queued again. Raises redis/kombu errors if the broker is unreachable.
+    """
+    now = timezone.now()
+    candidates = {
+        str(job.pk): job
+        for job in Job.objects.filter(
+            status=JobStatus.PENDING,
+            created_at__lt=now - timedelta(seconds=settings.WARDEN_REQUEUE_AFTER_S),
+            created_at__gte=now - timedelta(seconds=settings.WARDEN_PENDING_TTL_S),
+        ).only("id", "queue", "timeout_s", "hard_timeout_s")
+    }
+    lost = unmarked(list(candidates))
+    for job_id in lost:
+        logger.warning(
+            "job %s: its queued message was lost by the broker; queueing it again", job_id
+        )
+        _send(candidates[job_id])
+    return len(lost)
 
 
 def jobs_purge(*, older_than_days: int | None = None) -> int:

@@ -20,7 +20,7 @@ from plugins_app.probe import signal_name
 from project.errors import WardenError
 
 from .models import Job
-from .services import job_claim, job_finish, jobs_purge, jobs_reap
+from .services import job_claim, job_finish, jobs_purge, jobs_reap, jobs_requeue_lost
 from .watchdog import marker_path, read_marker
 
 logger = logging.getLogger(__name__)
@@ -177,8 +177,9 @@ def run_job(self: JobTask, *, job_id: str, hard_timeout_s: float) -> str:
 
 @shared_task(name="execution_app.tasks.reap_jobs")
 def reap_jobs() -> dict[str, int]:
-    """Fail jobs that no worker will ever finish (beat, every 15 s)."""
-    return jobs_reap()
+    """Fail jobs that no worker will ever finish, queue again those whose message the broker
+    lost (beat, every WARDEN_REAPER_INTERVAL_S)."""
+    return {**jobs_reap(), "requeued": jobs_requeue_lost()}
 
 
 @shared_task(name="execution_app.tasks.purge_jobs")

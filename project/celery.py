@@ -4,7 +4,12 @@ import os
 
 from celery import Celery
 
+from .kombu_fix import patch_kombu_redis
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+# A worker must survive a Redis restart with a job in flight (see project/kombu_fix.py).
+patch_kombu_redis()
 
 app = Celery("warden")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -157,6 +157,10 @@ WARDEN_HARD_GRACE_S = env_int("WARDEN_HARD_GRACE_S", 5)
 WARDEN_PENDING_TTL_S = env_int("WARDEN_PENDING_TTL_S", 600)
 # How long past its hard deadline a RUNNING job may stay before the reaper fails it.
 WARDEN_REAPER_GRACE_S = env_int("WARDEN_REAPER_GRACE_S", 30)
+# How often beat runs the reaper; a PENDING job whose broker message was lost (Redis restarted
+# without its data) is queued again by it once older than WARDEN_REQUEUE_AFTER_S.
+WARDEN_REAPER_INTERVAL_S = float(os.environ.get("WARDEN_REAPER_INTERVAL_S", "15"))
+WARDEN_REQUEUE_AFTER_S = env_int("WARDEN_REQUEUE_AFTER_S", 10)
 WARDEN_JOB_RETENTION_DAYS = env_int("WARDEN_JOB_RETENTION_DAYS", 30)
 WARDEN_MAX_UPLOAD_MB = env_int("WARDEN_MAX_UPLOAD_MB", 20)
 WARDEN_SYNC_WAIT_MARGIN_S = env_int("WARDEN_SYNC_WAIT_MARGIN_S", 10)
@@ -206,7 +210,10 @@ CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
 CELERY_REDIS_SOCKET_TIMEOUT = 10
 CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 30
 CELERY_BEAT_SCHEDULE = {
-    "reap-stale-jobs": {"task": "execution_app.tasks.reap_jobs", "schedule": 15.0},
+    "reap-stale-jobs": {
+        "task": "execution_app.tasks.reap_jobs",
+        "schedule": WARDEN_REAPER_INTERVAL_S,
+    },
     "purge-old-jobs": {"task": "execution_app.tasks.purge_jobs", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

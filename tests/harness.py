@@ -180,6 +180,33 @@ def start_worker(
     return proc
 
 
+def start_beat(env: dict[str, str], log: Path) -> Proc:
+    """Start Celery beat (the schedule file beside its log); return once it runs its scheduler."""
+    proc = Proc(
+        [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "project",
+            "beat",
+            "-l",
+            "INFO",
+            "-s",
+            str(log.with_suffix(".schedule")),
+        ],
+        env=env,
+        log=log,
+    )
+
+    def started() -> bool:
+        assert proc.alive(), proc.log_text()
+        return "beat: Starting..." in proc.log_text()
+
+    wait_until(started, 60, "celery beat to start")
+    return proc
+
+
 def start_gunicorn(env: dict[str, str], log: Path, port: int) -> Proc:
     """Start gunicorn as `make run` does and wait until it answers."""
     import urllib.request
@@ -215,3 +242,37 @@ def start_gunicorn(env: dict[str, str], log: Path, port: int) -> Proc:
 
     wait_until(up, 60, "gunicorn to answer")
     return proc
+
+
+class Api:
+    """A tiny JSON client for a Warden started by a test: returns (status, decoded body)."""
+
+    def __init__(self, base: str, token: str | None = None) -> None:
+        self.base = base
+        self.token = token
+
+    def call(
+        self, method: str, path: str, body: Any = None, timeout: float = 60
+    ) -> tuple[int, Any]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Token {self.token}"
+        request = urllib.request.Request(
+            self.base + path,
+            data=None if body is None else json.dumps(body).encode(),
+            headers=headers,
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                status, raw = reply.status, reply.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")

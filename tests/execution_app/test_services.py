@@ -21,7 +21,12 @@ def make_job(sync_plugins):
 
     def make(tool="ok"):
         job_input = analysis_validate(
-            plugin_name="faulty", tool=tool, args={}, file_bytes=None, mime_type=None, timeout_s=None
+            plugin_name="faulty",
+            tool=tool,
+            args={},
+            file_bytes=None,
+            mime_type=None,
+            timeout_s=None,
         )
         return job_create(job_input=job_input)
 
