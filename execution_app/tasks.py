@@ -17,6 +17,7 @@ from celery.worker.request import Request
 from django.conf import settings
 
 from plugins_app.probe import signal_name
+from project.db import db_connections_refresh
 from project.errors import WardenError
 
 from .models import Job
@@ -152,6 +153,7 @@ class JobRequest(Request):
 def _guarded(func: Any, *args: Any, **kwargs: Any) -> None:
     """Hooks run on the worker's main loop: log a failure there rather than kill the worker."""
     try:
+        db_connections_refresh()  # the main process has no request cycle to renew its connection
         func(*args, **kwargs)
     except Exception:
         logger.exception("could not record the end of job %s", args or kwargs)

@@ -3,7 +3,9 @@
 import os
 
 from celery import Celery
+from celery.signals import task_prerun
 
+from .db import db_connections_refresh
 from .kombu_fix import patch_kombu_redis
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -17,3 +19,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # reconnects before and after every task); Django's CONN_MAX_AGE still recycles it.
 app.conf.update({"CELERY_DB_REUSE_MAX": 1000})
 app.autodiscover_tasks()
+# Worker children keep their database connection across tasks: check it before each one, so a
+# database restart costs no job.
+task_prerun.connect(db_connections_refresh, weak=False)

@@ -276,3 +276,30 @@ class Api:
             return status, json.loads(raw) if raw else None
         except ValueError:
             return status, raw.decode(errors="replace")
+
+
+def restart_postgres(settings_dict: dict[str, Any]) -> None:
+    """Restart (fast: every session is terminated) the PostgreSQL server behind `settings_dict`,
+    with `pg_ctl` run as the `postgres` system user when we are root; return once it accepts
+    connections again."""
+    import glob
+
+    import psycopg
+
+    with psycopg.connect(
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"],
+        user=settings_dict["USER"],
+        password=settings_dict.get("PASSWORD") or None,
+        dbname=settings_dict["NAME"],
+        connect_timeout=5,
+    ) as conn:
+        data_dir = str(conn.execute("SHOW data_directory").fetchone()[0])  # type: ignore[index]
+    pg_ctl = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]
+    log = os.path.join(os.path.dirname(data_dir), "restart.log")
+    args = [pg_ctl, "-D", data_dir, "-l", log, "-m", "fast", "-w", "-t", "60", "restart"]
+    if os.geteuid() == 0:
+        args = ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(args)]
+    subprocess.run(
+        args, cwd="/", check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=90
+    )

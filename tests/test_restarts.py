@@ -24,6 +24,7 @@ from tests.harness import (
     Api,
     Proc,
     free_port,
+    restart_postgres,
     start_beat,
     start_gunicorn,
     start_redis,
@@ -191,3 +192,37 @@ def test_it_reaps_the_jobs_of_a_killed_worker_and_a_new_worker_serves(stack: Sta
     assert status == 200, reply
     assert psutil.Process(reply["result"]["pid"]).ppid() == w2.pid
     assert child != reply["result"]["pid"]
+
+
+def test_it_records_every_job_right_after_a_database_restart(stack: Stack) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a database server restart needs PostgreSQL (DATABASE_URL)")
+    worker = stack.procs["w1"]
+    # Warm every connection: the worker's main process (it records a crash), then both children
+    # (two jobs at once; the crashed child's replacement included).
+    status, crash = stack.api.call(
+        "POST", "/v1/analyze-execution", {"plugin": "faulty", "tool": "exit"}
+    )
+    assert (status, crash["error"]["type"]) == (400, "PluginCrashed")
+    pair = [submit(stack.api, {"plugin": "echo", "tool": "sleep", "args": {"seconds": 1}})]
+    pair.append(submit(stack.api, {"plugin": "echo", "tool": "sleep", "args": {"seconds": 1}}))
+    wait_until(lambda: all_terminal(pair), 30, "two jobs")
+    assert len(set(Job.objects.filter(pk__in=pair).values_list("worker_pid", flat=True))) == 2
+
+    restart_postgres(connection.settings_dict)
+    connection.close()  # this test process's own session was terminated too
+
+    for _ in range(4):  # no job lost to the restart, on either child
+        status, reply = stack.api.call("POST", "/v1/analyze-execution", {"plugin": "echo"})
+        assert status == 200, f"{reply}\n{stack.logs()}"
+    # A crash is recorded by the worker's main process: its connection works again too.
+    status, crash = stack.api.call(
+        "POST", "/v1/analyze-execution", {"plugin": "faulty", "tool": "exit"}
+    )
+    assert (status, crash["error"]["type"]) == (400, "PluginCrashed"), crash
+    assert worker.alive()
+    faulty = PluginRecord.objects.get(name="faulty")
+    assert (faulty.error_count, faulty.consecutive_failures) == (2, 2)
+    assert not Job.objects.filter(status__in=ACTIVE_STATUSES).exists()
