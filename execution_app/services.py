@@ -121,6 +121,8 @@ def analysis_validate(
         mime_type = file_validate(
             plugin, entry, file_bytes, mime_type, settings.WARDEN_MAX_UPLOAD_MB * 2**20
         )
+    else:
+        mime_type = None  # describes a file; there is none
     return JobInput(
         plugin, str(entry["name"]), args, file_bytes, mime_type, timeout_resolve(plugin, timeout_s)
     )
