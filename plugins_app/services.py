@@ -13,6 +13,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from project.storable import storable_text
+
 from .dependencies import check_dependencies
 from .discovery import Candidate, discover
 from .models import FaultOrigin, PluginRecord, PluginState, PluginStateTransition
@@ -21,6 +23,7 @@ from .probe import ProbeResult, ProbeSpec, probe_many
 logger = logging.getLogger(__name__)
 
 RECENT_EXECUTIONS = 10
+LOCATION_MAX = PluginRecord._meta.get_field("location").max_length or 1024
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,88 @@ def _apply_probe(record: PluginRecord, result: ProbeResult) -> None:
         )
 
 
+def _check_candidate(candidate: Candidate) -> tuple[PluginRecord, ProbeSpec] | None:
+    """Store one discovered candidate and its load-time state; return what to probe, if any."""
+    record = _upsert(candidate)
+    failed = {"loaded_at": None, "probed_at": timezone.now(), "quarantined": False}
+    if candidate.error:
+        plugin_set_state(
+            plugin=record,
+            state=PluginState.FAILED,
+            reason=candidate.error,
+            hint="fix manifest.json (its JSON Schema is documented in docs/plugins.md)",
+            fault_origin=FaultOrigin.LOAD,
+            extra=failed,
+        )
+        return None
+    if candidate.shadowed_by:
+        plugin_set_state(
+            plugin=record,
+            state=PluginState.FAILED,
+            reason=(
+                f"Duplicate plugin name '{candidate.name}': {candidate.location} is ignored "
+                f"because {candidate.shadowed_by} already provides it"
+            ),
+            hint="rename one of the two plugins or remove one folder",
+            fault_origin=FaultOrigin.LOAD,
+            extra=failed,
+        )
+        return None
+    missing = check_dependencies(candidate.manifest or {}, candidate.folder)
+    if missing:
+        hints = [m.hint for m in missing if m.hint]
+        plugin_set_state(
+            plugin=record,
+            state=PluginState.UNAVAILABLE,
+            reason="; ".join(m.reason for m in missing),
+            hint="; ".join(dict.fromkeys(hints)) or None,
+            fault_origin=FaultOrigin.LOAD,
+            extra=failed,
+        )
+        return None
+    spec = ProbeSpec(
+        name=record.name,
+        folder=str(candidate.folder) if candidate.folder else None,
+        entrypoint=record.entrypoint,
+        source=record.source,
+    )
+    return record, spec
+
+
+def _fail_unexpectedly(candidate: Candidate, exc: Exception) -> None:
+    """Record a candidate whose check itself failed as FAILED, keeping only fields that fit."""
+    reason = storable_text(
+        f"Warden could not check this plugin: {type(exc).__name__}: {exc}"[:2000]
+    )
+    if len(candidate.location) > LOCATION_MAX:
+        logger.error("plugin at %s not recorded: its path is too long", candidate.location)
+        return
+    try:
+        with transaction.atomic():
+            taken = PluginRecord.objects.filter(name=candidate.name, shadowed=False).exclude(
+                location=candidate.location
+            )
+            record, _ = PluginRecord.objects.get_or_create(
+                location=candidate.location,
+                defaults={
+                    "name": candidate.name,
+                    "source": candidate.source,
+                    "shadowed": taken.exists(),
+                },
+            )
+            plugin_set_state(
+                plugin=record,
+                state=PluginState.FAILED,
+                reason=reason,
+                hint="see the worker or web log for the traceback; fix the plugin folder, then "
+                "re-probe",
+                fault_origin=FaultOrigin.LOAD,
+                extra={"loaded_at": None, "probed_at": timezone.now(), "quarantined": False},
+            )
+    except Exception:
+        logger.exception("plugin sync: could not record the failure of %s", candidate.location)
+
+
 def plugin_sync(
     *,
     locations: Collection[str] | None = None,
@@ -154,52 +239,14 @@ def plugin_sync(
 
     to_probe: list[tuple[PluginRecord, ProbeSpec]] = []
     for candidate in candidates:
-        record = _upsert(candidate)
-        if candidate.error:
-            plugin_set_state(
-                plugin=record,
-                state=PluginState.FAILED,
-                reason=candidate.error,
-                hint="fix manifest.json (its JSON Schema is documented in docs/plugins.md)",
-                fault_origin=FaultOrigin.LOAD,
-                extra={"loaded_at": None, "probed_at": timezone.now(), "quarantined": False},
-            )
-        elif candidate.shadowed_by:
-            plugin_set_state(
-                plugin=record,
-                state=PluginState.FAILED,
-                reason=(
-                    f"Duplicate plugin name '{candidate.name}': {candidate.location} is ignored "
-                    f"because {candidate.shadowed_by} already provides it"
-                ),
-                hint="rename one of the two plugins or remove one folder",
-                fault_origin=FaultOrigin.LOAD,
-                extra={"loaded_at": None, "probed_at": timezone.now(), "quarantined": False},
-            )
-        else:
-            missing = check_dependencies(candidate.manifest or {}, candidate.folder)
-            if missing:
-                hints = [m.hint for m in missing if m.hint]
-                plugin_set_state(
-                    plugin=record,
-                    state=PluginState.UNAVAILABLE,
-                    reason="; ".join(m.reason for m in missing),
-                    hint="; ".join(dict.fromkeys(hints)) or None,
-                    fault_origin=FaultOrigin.LOAD,
-                    extra={"loaded_at": None, "probed_at": timezone.now(), "quarantined": False},
-                )
-            else:
-                to_probe.append(
-                    (
-                        record,
-                        ProbeSpec(
-                            name=record.name,
-                            folder=str(candidate.folder) if candidate.folder else None,
-                            entrypoint=record.entrypoint,
-                            source=record.source,
-                        ),
-                    )
-                )
+        try:
+            checked = _check_candidate(candidate)
+        except Exception as exc:  # one bad folder must not abort the sync of the others
+            logger.exception("plugin sync: could not check %s", candidate.location)
+            _fail_unexpectedly(candidate, exc)
+            continue
+        if checked is not None:
+            to_probe.append(checked)
 
     vanished = PluginRecord.objects.filter(missing=False).exclude(location__in=found)
     if locations is not None:
