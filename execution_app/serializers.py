@@ -131,7 +131,6 @@ class JobSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "finished_at",
             "execution_time_ms",
             "peak_memory_mb",
-            "worker_host",
             "attempts",
         ]
 

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from plugins_app.models import PluginRecord
 from plugins_app.services import plugin_record_outcome
 from project.errors import PLUGIN_FAULTS, WardenError
+from project.storable import storable_text
 
 from .models import ACTIVE_STATUSES, Job, JobStatus
 from .validation import (
@@ -169,8 +170,11 @@ def job_dispatch(job: Job) -> None:
             )
         _send(job)
     except (KombuOperationalError, RedisError, OSError) as exc:
-        reason = f"Message broker unreachable: {type(exc).__name__}: {exc}"
-        job_fail_unqueued(job_id=job_id, reason=reason)
+        # The client and the job's envelope get the kind of failure; the host, port and cause
+        # go to the log and the job's traceback (admin only).
+        logger.warning("job %s not queued: broker unreachable: %r", job_id, exc)
+        reason = f"Message broker unreachable ({type(exc).__name__}); try again shortly"
+        job_fail_unqueued(job_id=job_id, reason=reason, detail=f"{type(exc).__name__}: {exc}")
         raise WardenError(
             "ServiceUnavailable", reason, plugin=job.plugin_name, job_id=job_id
         ) from exc
@@ -284,7 +288,7 @@ def job_finish(
                 plugin_id=plugin_id,
                 snapshot=plugin,
                 error_type=None if error is None else error.type,
-                reason=None if error is None else error.message,
+                reason=None if error is None else error.reason,
                 execution_ms=execution_ms,
             )
     return True
@@ -331,11 +335,13 @@ def job_stop(*, job: Job) -> None:
         logger.warning("could not revoke job %s: %s", job.pk, exc)
 
 
-def job_fail_unqueued(*, job_id: str, reason: str) -> None:
-    """Fail a job whose task could not be queued (broker or worker unreachable)."""
+def job_fail_unqueued(*, job_id: str, reason: str, detail: str = "") -> None:
+    """Fail a job whose task could not be queued (broker or worker unreachable); `detail`, for
+    the admin, goes to the job's traceback."""
     job_finish(
         job_id=job_id,
         error=WardenError("ServiceUnavailable", reason),
+        traceback=storable_text(detail),
         expected=(JobStatus.PENDING,),
     )
 
@@ -358,16 +364,18 @@ def jobs_reap() -> dict[str, int]:
     counts = {"running": 0, "pending": 0}
     for pk, plugin, host, hard in stale_running:
         # The worker host itself died (or lost the database): not counted against the plugin.
+        # Which host it was is in the job row (admin), not in what clients read.
         counts["running"] += job_finish(
             job_id=str(pk),
             expected=(JobStatus.RUNNING,),
             error=WardenError(
                 "ServiceUnavailable",
                 f"Job of plugin '{plugin}' was still RUNNING past its {hard:g} s hard deadline; "
-                f"its worker ({host or 'unknown host'}) died or lost contact",
-                details={"reaped": True, "worker_host": host},
+                "its worker died or lost contact",
+                details={"reaped": True},
                 plugin=plugin,
             ),
+            traceback=f"reaped: worker host {host or 'unknown'} died or lost contact",
         )
     for pk, plugin, queue in stale_pending:
         # Only if still PENDING: a worker may have claimed it since the query above.

@@ -72,6 +72,10 @@ def _job_fail_memory(job_id: str, marker: dict[str, Any]) -> None:
             "killed and replaced",
             details={**marker, "kind": "rss"},
             plugin=plugin,
+            # Without the peak, which differs each time: one health reason (and history row)
+            # for repeated kills.
+            reason=f"Tool '{tool}' of plugin '{plugin}' exceeded its {marker.get('limit_mb')} MB "
+            "memory limit; its worker process was killed and replaced",
         ),
     )
 
@@ -140,7 +144,7 @@ class JobRequest(Request):
                     job_id=job_id,
                     error=WardenError(
                         "ServiceUnavailable",
-                        f"The worker could not complete the job: {type(exc).__name__}: {exc}",
+                        f"The worker could not complete the job ({type(exc).__name__})",
                         details={"exception": type(exc).__name__},
                     ),
                     traceback=str(exc_info.traceback or ""),

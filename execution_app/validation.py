@@ -189,12 +189,14 @@ def output_validate(plugin: PluginRecord, tool: dict[str, Any], output: Any) -> 
     Raises OutputValidationError otherwise.
     """
 
-    def fail(message: str, **details: Any) -> WardenError:
+    def fail(message: str, summary: str | None = None, **details: Any) -> WardenError:
+        prefix = f"Tool '{tool['name']}' of plugin '{plugin.name}' returned "
         return WardenError(
             "OutputValidationError",
-            f"Tool '{tool['name']}' of plugin '{plugin.name}' returned {message}",
+            prefix + message,
             details=details,
             plugin=plugin.name,
+            reason=prefix + (summary or message),
         )
 
     if not isinstance(output, dict):
@@ -203,7 +205,10 @@ def output_validate(plugin: PluginRecord, tool: dict[str, Any], output: Any) -> 
         text = json.dumps(output, allow_nan=False)
         result: dict[str, Any] = json.loads(text)
     except (TypeError, ValueError) as exc:
-        raise fail(f"a value that is not JSON-serialisable ({exc})") from exc
+        raise fail(
+            f"a value that is not JSON-serialisable ({exc})",
+            "a value that is not JSON-serialisable",
+        ) from exc
     except RecursionError as exc:
         raise fail(f"a value nested too deeply (more than {MAX_JSON_DEPTH} levels)") from exc
     if json_depth(result) > MAX_JSON_DEPTH:
@@ -222,6 +227,7 @@ def output_validate(plugin: PluginRecord, tool: dict[str, Any], output: Any) -> 
             where = "/".join(map(str, error.absolute_path)) or "/"
             raise fail(
                 f"output violating its output_schema at {where}: {error.message}",
+                f"output violating its output_schema ('{error.validator}')",
                 path=where,
                 schema_error=error.message,
             )

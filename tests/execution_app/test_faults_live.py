@@ -70,9 +70,8 @@ def test_it_marks_plugin_failed_when_the_tool_raises(live, auth_client):
     assert "ValueError: boom" in job.traceback
     record = health(auth_client)
     assert record["state"] == "FAILED"
-    assert (
-        record["reason"] == "PluginError: Tool 'raise' of plugin 'faulty' raised ValueError: boom"
-    )
+    # The exception's text (often the client's input echoed) stays on the job, out of health.
+    assert record["reason"] == "PluginError: Tool 'raise' of plugin 'faulty' raised ValueError"
     assert (record["error_count"], record["consecutive_failures"]) == (1, 1)
     assert record["accepting_jobs"] is True
     assert_serving(auth_client)
