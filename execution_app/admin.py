@@ -67,7 +67,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def traceback_pretty(self, obj: Job) -> str:
         return format_html("<pre>{}</pre>", obj.traceback) if obj.traceback else "-"
 
-    @admin.action(description="Cancel selected jobs")
+    @admin.action(description="Cancel selected jobs", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         cancelled = 0
         for job in queryset:

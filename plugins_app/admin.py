@@ -8,10 +8,12 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
 from .models import PluginRecord, PluginStateTransition
 from .selectors import plugin_reported_state, plugin_uptime_seconds
-from .services import plugin_sync
+from .services import plugin_reprobe_enqueue
 
 STATE_COLOURS = {
     "INITIALIZED": "#1e8e3e",
@@ -179,10 +181,19 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
         return plugin_list()
 
-    @admin.action(description="Re-probe selected plugins")
+    @admin.action(description="Re-probe selected plugins", permissions=["change"])
     def reprobe(self, request: HttpRequest, queryset: QuerySet[PluginRecord]) -> None:
-        outcomes = plugin_sync(locations=list(queryset.values_list("location", flat=True)))
-        for outcome in outcomes:
-            level = messages.SUCCESS if outcome.state == "INITIALIZED" else messages.WARNING
-            reason = f" ({outcome.reason})" if outcome.reason else ""
-            self.message_user(request, f"{outcome.name}: {outcome.state}{reason}", level)
+        names = sorted(queryset.values_list("name", flat=True))
+        try:
+            plugin_reprobe_enqueue(locations=list(queryset.values_list("location", flat=True)))
+        except (KombuOperationalError, RedisError, OSError) as exc:
+            self.message_user(
+                request, f"Re-probe not queued: message broker unreachable ({exc})", messages.ERROR
+            )
+            return
+        self.message_user(
+            request,
+            f"Re-probe of {', '.join(names)} queued; a worker runs it (reload in a few seconds "
+            "to see the new state)",
+            messages.SUCCESS,
+        )

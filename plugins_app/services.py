@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -272,6 +273,15 @@ def plugin_sync(
     if locations is not None:
         records = records.filter(location__in=locations)
     return [SyncOutcome(r.name, r.location, r.state, r.reason) for r in records]
+
+
+REPROBE_TASK = "plugins_app.tasks.reprobe_plugins"  # by name: services never import tasks
+
+
+def plugin_reprobe_enqueue(*, locations: list[str]) -> None:
+    """Queue a re-probe of the records at `locations` for a worker (queue `cpu`), so probes never
+    run in a web process. Raises kombu/redis errors if the broker cannot be reached."""
+    current_app.send_task(REPROBE_TASK, kwargs={"locations": locations}, queue="cpu")
 
 
 def _recent_fields(recent: list[float], execution_ms: float | None) -> dict[str, Any]:
