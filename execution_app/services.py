@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from importlib import import_module
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -336,14 +339,17 @@ def job_stop(*, job: Job) -> None:
 
 
 def job_fail_unqueued(*, job_id: str, reason: str, detail: str = "") -> None:
-    """Fail a job whose task could not be queued (broker or worker unreachable); `detail`, for
-    the admin, goes to the job's traceback."""
-    job_finish(
+    """Fail a job whose task could not be queued (broker or worker unreachable) and delete its
+    stored input, which nothing will read; `detail`, for the admin, goes to its traceback."""
+    ended = job_finish(
         job_id=job_id,
         error=WardenError("ServiceUnavailable", reason),
         traceback=storable_text(detail),
         expected=(JobStatus.PENDING,),
     )
+    if ended:
+        _input_delete(Job.objects.only("id", "input_file").get(pk=job_id))
+        Job.objects.filter(pk=job_id).update(input_file="")
 
 
 def jobs_reap() -> dict[str, int]:
@@ -418,20 +424,81 @@ def jobs_requeue_lost() -> int:
     return len(lost)
 
 
-def jobs_purge(*, older_than_days: int | None = None) -> int:
-    """Delete finished jobs older than the retention period, with their stored inputs.
+INPUTS_DIR = "job-inputs"
+# A stored input with no job row this old (the row was deleted, e.g. from the admin) is swept.
+ORPHAN_INPUT_AGE = timedelta(hours=1)
 
-    Returns the number of jobs deleted.
+
+def _input_delete(job: Job) -> None:
+    """Delete a job's stored input and its (then empty) per-job folder."""
+    if job.input_file:
+        job.input_file.delete(save=False)
+    _folder_delete_if_empty(f"{INPUTS_DIR}/{job.pk}")
+
+
+def _folder_delete_if_empty(name: str) -> None:
+    try:
+        path = default_storage.path(name)
+    except NotImplementedError:  # object storage: no folders to leave behind
+        return
+    try:
+        os.rmdir(path)
+    except OSError:  # not empty, or already gone
+        pass
+
+
+def _orphan_inputs_delete(now: datetime) -> int:
+    """Delete stored inputs whose job row no longer exists; return how many folders went."""
+    try:
+        folders, _ = default_storage.listdir(INPUTS_DIR)
+    except (FileNotFoundError, NotImplementedError):
+        return 0
+    known = {
+        str(pk) for pk in Job.objects.filter(pk__in=_uuids(folders)).values_list("pk", flat=True)
+    }
+    swept = 0
+    for folder in set(folders) - known:
+        name = f"{INPUTS_DIR}/{folder}"
+        _, files = default_storage.listdir(name)
+        paths = [f"{name}/{file}" for file in files]
+        if any(default_storage.get_modified_time(p) > now - ORPHAN_INPUT_AGE for p in paths):
+            continue  # a job being created right now stores its input before its row commits
+        for path in paths:
+            default_storage.delete(path)
+        _folder_delete_if_empty(name)
+        swept += 1
+    return swept
+
+
+def _uuids(names: list[str]) -> list[uuid.UUID]:
+    keys = []
+    for name in names:
+        try:
+            keys.append(uuid.UUID(name))
+        except ValueError:
+            pass
+    return keys
+
+
+def jobs_purge(*, older_than_days: int | None = None) -> int:
+    """Apply Warden's retention rules; return the number of jobs deleted.
+
+    Deletes finished jobs older than WARDEN_JOB_RETENTION_DAYS with their stored inputs and
+    folders, stored inputs left without a job (older than an hour), and expired admin sessions.
     """
     days = settings.WARDEN_JOB_RETENTION_DAYS if older_than_days is None else older_than_days
-    cutoff = timezone.now() - timedelta(days=days)
-    old = Job.objects.exclude(status__in=ACTIVE_STATUSES).filter(finished_at__lt=cutoff)
+    now = timezone.now()
+    old = Job.objects.exclude(status__in=ACTIVE_STATUSES).filter(
+        finished_at__lt=now - timedelta(days=days)
+    )
     deleted = 0
     for job in old.iterator():
-        if job.input_file:
-            job.input_file.delete(save=False)
+        _input_delete(job)
         job.delete()
         deleted += 1
+    swept = _orphan_inputs_delete(now)
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
+    logger.info("retention: %d job(s) and %d orphaned input(s) deleted", deleted, swept)
     return deleted
 
 

@@ -57,6 +57,16 @@ def plugin_set_state(
         PluginStateTransition.objects.create(
             plugin=plugin, from_state=previous_state, to_state=state, reason=reason
         )
+        _history_trim(plugin)
+
+
+def _history_trim(plugin: PluginRecord) -> None:
+    """Keep a plugin's newest WARDEN_STATE_HISTORY_KEEP transitions (the history's retention)."""
+    keep = settings.WARDEN_STATE_HISTORY_KEEP
+    stale = plugin.transitions.order_by("-at", "-id").values_list("id", flat=True)[keep:]
+    ids = list(stale[:1000])
+    if ids:
+        PluginStateTransition.objects.filter(id__in=ids).delete()
 
 
 def _upsert(candidate: Candidate) -> PluginRecord:
