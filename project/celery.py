@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_prerun
+from celery.signals import beat_init, task_prerun, worker_init
 
 from .db import db_connections_refresh
 from .kombu_fix import patch_kombu_redis
@@ -22,3 +22,20 @@ app.autodiscover_tasks()
 # Worker children keep their database connection across tasks: check it before each one, so a
 # database restart costs no job.
 task_prerun.connect(db_connections_refresh, weak=False)
+
+
+def _refuse_insecure_start(**kwargs: object) -> None:
+    """Stop a worker or beat that must not run (Celery logs and ignores exceptions raised by
+    signal receivers, but not SystemExit)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .deploy import refuse_insecure_start  # Django's settings are ready only by now
+
+    try:
+        refuse_insecure_start()
+    except ImproperlyConfigured as exc:
+        raise SystemExit(str(exc)) from exc
+
+
+worker_init.connect(_refuse_insecure_start, weak=False)
+beat_init.connect(_refuse_insecure_start, weak=False)

@@ -23,11 +23,47 @@ def env_int(name: str, default: int) -> int:
     return default if value in (None, "") else int(value)
 
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "warden-insecure-development-key-change-me")
 DEBUG = env_bool("DJANGO_DEBUG", False)
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, else the file DJANGO_SECRET_KEY_FILE ($WARDEN_VAR_DIR/secret-key, which
+    `make run` creates), else a public key when DEBUG is on. With DEBUG off and no key, the empty
+    key makes every Warden process refuse to start (project/deploy.py)."""
+    key = os.environ.get("DJANGO_SECRET_KEY", "").strip()
+    if key:
+        return key
+    path = Path(os.environ.get("DJANGO_SECRET_KEY_FILE", VAR_DIR / "secret-key"))
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        key = ""
+    return key or ("warden-insecure-debug-only-key" if DEBUG else "")
+
+
+SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = os.environ.get(
     "DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver"
 ).split(",")
+CSRF_TRUSTED_ORIGINS = [
+    o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o
+]
+
+# HTTPS: on when Warden is served over TLS (directly or by a proxy in front); then
+# `manage.py check --deploy` passes. Off by default: `make run` serves plain HTTP on localhost.
+WARDEN_HTTPS = env_bool("WARDEN_HTTPS", False)
+SECURE_SSL_REDIRECT = WARDEN_HTTPS
+SESSION_COOKIE_SECURE = WARDEN_HTTPS
+CSRF_COOKIE_SECURE = WARDEN_HTTPS
+SECURE_HSTS_SECONDS = env_int("WARDEN_HSTS_SECONDS", 31536000) if WARDEN_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("WARDEN_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("WARDEN_HSTS_PRELOAD", True)
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (only then: a client could
+# otherwise claim HTTPS itself).
+if env_bool("WARDEN_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Load balancers probe these over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

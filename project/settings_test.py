@@ -18,6 +18,8 @@ os.environ.setdefault("WARDEN_SYNC_ON_WORKER_START", "0")
 os.environ.setdefault("WARDEN_PROBE_TIMEOUT_S", "10")
 os.environ.setdefault("WARDEN_PROBE_MEMORY_MB", "400")
 os.environ.setdefault("WARDEN_PLUGIN_DIRS", "plugin_packages")
+# A real-looking key: the processes the tests start run with DEBUG off, as in production.
+os.environ.setdefault("DJANGO_SECRET_KEY", "warden-test-" + "k3y-" * 12)
 
 from .settings import *  # noqa: E402, F403
 
