@@ -31,6 +31,18 @@ def wait_until(
         time.sleep(interval)
 
 
+def unchanged_for(read: Callable[[], Any], seconds: float, interval: float = 0.1) -> Any:
+    """Observe `read()` for `seconds` (a window in which something must NOT happen, not a wait
+    for something to happen); assert every reading equals the first; return it."""
+    first = read()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        current = read()
+        assert current == first, f"changed: {first!r} -> {current!r}"
+        time.sleep(interval)
+    return first
+
+
 def free_port() -> int:
     """Return a TCP port that was free a moment ago."""
     with socket.socket() as sock:
