@@ -7,8 +7,10 @@ import binascii
 import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from project.serializers import ErrorBodySerializer, ErrorEnvelopeSerializer
 from project.storable import MAX_JSON_DEPTH, has_unstorable_text, json_depth
 
 from .models import Job
@@ -22,6 +24,9 @@ def _check_depth(value: Any) -> None:
         )
 
 
+@extend_schema_field(
+    {"type": "object", "additionalProperties": True, "description": "The tool's arguments"}
+)
 class BoundedJSONField(serializers.JSONField):
     """DRF's JSONField, refusing values nested deeper than MAX_JSON_DEPTH before DRF re-encodes
     them (recursively: deep enough, that is a RecursionError and a 500)."""
@@ -38,13 +43,18 @@ class BoundedJSONField(serializers.JSONField):
         return value
 
 
+@extend_schema_field({"type": "string", "format": "byte"})
+class Base64Field(serializers.CharField):
+    """A file as base64 text (decoded by AnalyzeRequestSerializer.validate_image)."""
+
+
 class AnalyzeRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """JSON body, or multipart with a `file` part (then `args` may be a JSON string)."""
 
     plugin = serializers.CharField(max_length=64)
     tool = serializers.CharField(max_length=64, required=False, allow_null=True)
     args = BoundedJSONField(required=False, allow_null=True)
-    image = serializers.CharField(
+    image = Base64Field(
         required=False,
         allow_null=True,
         allow_blank=True,
@@ -162,14 +172,4 @@ class AnalyzeAcceptedSerializer(serializers.Serializer):  # type: ignore[type-ar
     url = serializers.CharField()
 
 
-class ErrorBodySerializer(serializers.Serializer):  # type: ignore[type-arg]
-    type = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.DictField()
-    plugin = serializers.CharField(allow_null=True)
-    job_id = serializers.CharField(allow_null=True)
-    timestamp = serializers.DateTimeField()
-
-
-class ErrorEnvelopeSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    error = ErrorBodySerializer()
+__all__ = ["ErrorBodySerializer", "ErrorEnvelopeSerializer"]  # re-exported: the API's envelope

@@ -13,6 +13,7 @@ from typing import Any
 from billiard.einfo import ExceptionInfo, ExceptionWithTraceback
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.worker.request import Request
 from django.conf import settings
 
@@ -54,6 +55,21 @@ def job_fail_hard_timeout(job_id: str) -> None:
             f"Tool '{tool}' of plugin '{plugin}' exceeded its {soft:g} s time limit and did not "
             f"stop; its worker process was killed at the {hard:g} s hard limit",
             details={"limit_s": soft, "hard_limit_s": hard, "kind": "hard"},
+            plugin=plugin,
+        ),
+    )
+
+
+def job_fail_soft_timeout(job_id: str) -> None:
+    """Record a job whose soft limit struck outside ToolRunner's own handling (a limit so short
+    it ends during the claim or the plugin load): a TimeoutError, not a Warden failure."""
+    plugin, tool, soft = _job_label(job_id)
+    job_finish(
+        job_id=job_id,
+        error=WardenError(
+            "TimeoutError",
+            f"Tool '{tool}' of plugin '{plugin}' exceeded its {soft:g} s time limit",
+            details={"limit_s": soft, "kind": "soft"},
             plugin=plugin,
         ),
     )
@@ -138,6 +154,8 @@ class JobRequest(Request):
                 _guarded(job_fail_hard_timeout, job_id)
             elif isinstance(exc, WorkerLostError):
                 _guarded(job_fail_lost, job_id, exc)
+            elif isinstance(exc, SoftTimeLimitExceeded):
+                _guarded(job_fail_soft_timeout, job_id)
             else:
                 _guarded(
                     job_finish,

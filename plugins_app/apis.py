@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from project.errors import WardenError
+from project.serializers import ErrorEnvelopeSerializer
 
 from .selectors import plugin_get, plugin_health, plugin_list
 from .serializers import PluginHealthSerializer
+
+ERRORS = {
+    code: OpenApiResponse(ErrorEnvelopeSerializer, description=text)
+    for code, text in {
+        401: "AuthenticationFailed, when WARDEN_PUBLIC_HEALTH is false",
+        503: "ServiceUnavailable: database unreachable",
+    }.items()
+}
 
 
 class HealthPermission(BasePermission):
@@ -27,7 +36,9 @@ class HealthPermission(BasePermission):
 class PluginListApi(APIView):
     permission_classes = [HealthPermission]
 
-    @extend_schema(responses=PluginHealthSerializer(many=True), operation_id="plugins_list")
+    @extend_schema(
+        responses={200: PluginHealthSerializer(many=True), **ERRORS}, operation_id="plugins_list"
+    )
     def get(self, request: Request) -> Response:
         """Every plugin's health record, sorted by name."""
         records = [plugin_health(p) for p in plugin_list()]
@@ -37,7 +48,14 @@ class PluginListApi(APIView):
 class PluginHealthApi(APIView):
     permission_classes = [HealthPermission]
 
-    @extend_schema(responses=PluginHealthSerializer, operation_id="plugins_health")
+    @extend_schema(
+        responses={
+            200: PluginHealthSerializer,
+            404: OpenApiResponse(ErrorEnvelopeSerializer, description="PluginNotFound"),
+            **ERRORS,
+        },
+        operation_id="plugins_health",
+    )
     def get(self, request: Request, name: str) -> Response:
         """One plugin's health record; 404 PluginNotFound if no plugin has that name."""
         plugin = plugin_get(name=name)

@@ -219,7 +219,7 @@ def start_beat(env: dict[str, str], log: Path) -> Proc:
     return proc
 
 
-def start_gunicorn(env: dict[str, str], log: Path, port: int) -> Proc:
+def start_gunicorn(env: dict[str, str], log: Path, port: int, threads: int = 16) -> Proc:
     """Start gunicorn as `make run` does and wait until it answers."""
     import urllib.request
 
@@ -236,7 +236,7 @@ def start_gunicorn(env: dict[str, str], log: Path, port: int) -> Proc:
             "--workers",
             "2",
             "--threads",
-            "16",
+            str(threads),
             "--timeout",
             "120",
         ],

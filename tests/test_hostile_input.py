@@ -244,3 +244,11 @@ def test_it_answers_400_when_a_tool_schema_refers_nowhere(client: Client) -> Non
         "nowhere; fix manifest.json and re-probe"
     )
     assert Job.objects.count() == 0
+
+
+def test_it_rejects_an_empty_status_filter(client: Client) -> None:
+    # Found by `make fuzz`: `?status=` was read as "no filter", although the schema's enum
+    # allows no empty status.
+    error = error_of(client.get("/v1/jobs?status="), 400)
+
+    assert error["message"] == "Unknown status '' (one of PENDING, RUNNING, SUCCESS, FAILED)"

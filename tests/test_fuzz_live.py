@@ -1,0 +1,108 @@
+"""Fuzzing a live stack (gunicorn, a real prefork worker, Redis): schemathesis over every
+operation, authenticated, with its stateful links; then the hand-written nasty bodies. No 5xx,
+every response as documented, every job terminal, counters equal to the jobs. `make fuzz` runs
+the same fuzzer far longer (bench/fuzz.py); this is the bounded run."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+
+from tests.conftest import worker_env
+from tests.fuzzing import run_schemathesis
+from tests.harness import free_port, start_gunicorn
+from tests.invariants import counter_mismatches, wait_all_terminal
+from tests.test_fuzz_api import ANALYZE_PATHS, JSON, NASTY_JSON, NASTY_RAW, assert_contract
+
+pytestmark = pytest.mark.slow
+EXAMPLES = int(os.environ.get("WARDEN_FUZZ_EXAMPLES", "5"))
+
+
+@pytest.fixture
+def web(live: Any, auth_client: Any, tmp_path: Path) -> Any:
+    """gunicorn on this test's database, Redis and worker; yields (base URL, token)."""
+    port = free_port()
+    proc = start_gunicorn(worker_env(), Path(settings.VAR_DIR) / "fuzz-web.log", port)
+    try:
+        yield f"http://127.0.0.1:{port}", Token.objects.get().key
+    finally:
+        proc.stop()
+
+
+def test_it_survives_schemathesis_against_the_live_stack(
+    live: Any, web: Any, tmp_path: Path
+) -> None:
+    base, token = web
+
+    result = run_schemathesis(base, token, max_examples=EXAMPLES, report_dir=tmp_path / "report")
+
+    assert result.failures == [], result.output[-8000:]
+    assert result.exit_code == 0, result.output[-8000:]
+    assert result.cases > 0 and result.responses > 0
+    assert result.server_errors == 0, result.statuses
+    assert 202 in result.statuses  # jobs really were queued and run, not refused
+    wait_all_terminal(60)
+    assert counter_mismatches() == []
+    assert live.alive()
+
+
+def post(
+    base: str, token: str, path: str, data: bytes, content_type: str
+) -> tuple[int, str, bytes]:
+    request = urllib.request.Request(
+        base + path,
+        data=data,
+        headers={"Content-Type": content_type, "Authorization": f"Token {token}"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, reply.headers.get("Content-Type", ""), reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+
+
+@pytest.mark.parametrize("path", ANALYZE_PATHS)
+def test_it_answers_nasty_bodies_on_the_live_stack(live: Any, web: Any, path: str) -> None:
+    base, token = web
+    bodies = [(json.dumps(body).encode(), JSON) for body in NASTY_JSON] + NASTY_RAW
+    statuses = []
+
+    for data, content_type in bodies:
+        status, answered_type, body = post(base, token, path, data, content_type)
+        request = f"POST {path} {content_type!r} {data[:200]!r}"
+        # A live worker consumes the queue: no 503 is acceptable here.
+        assert status < 500, f"{request} -> {status} {body[:500]!r}"
+        assert_contract(status, answered_type, body, path, request)
+        statuses.append(status)
+
+    assert 200 in statuses or 202 in statuses  # some bodies are valid and really ran
+    wait_all_terminal(60)
+    assert counter_mismatches() == []
+
+
+# --- what the fuzzer found ---------------------------------------------------------------------
+
+
+def test_it_answers_a_limit_too_short_to_reach_the_plugin_with_a_timeout(live, auth_client) -> None:
+    # Found by `make fuzz`: with timeout_s 0.001 the soft limit struck while the worker was still
+    # claiming the job, outside ToolRunner; the job ended ServiceUnavailable and the client got
+    # a 503 for its own input.
+    from execution_app.models import Job
+
+    for _ in range(3):  # (three timeouts in a row quarantine a plugin)
+        response = auth_client.post(
+            "/v1/analyze-execution", {"plugin": "echo", "timeout_s": 0.001}, format="json"
+        )
+        error = response.json()["error"]
+        assert (response.status_code, error["type"]) == (400, "TimeoutError"), error
+        assert error["details"]["kind"] == "soft"
+    assert set(Job.objects.values_list("status", "error_type")) == {("FAILED", "TimeoutError")}
