@@ -3,7 +3,7 @@ Redis; SQLite, or PostgreSQL with --postgres), every operation, authenticated, w
 links of the analyze responses. Fails unless: no 5xx, no schemathesis failure (responses as
 documented), every job terminal, each plugin's counters equal to its jobs, the worker alive.
 
-    .venv/bin/python bench/fuzz.py [--max-examples 120] [--min-cases 5000] [--postgres]
+    .venv/bin/python bench/fuzz.py [--max-examples 500] [--min-cases 5000] [--postgres]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bench.stack import Stack, report
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-examples", type=int, default=120, help="per operation and phase")
+    parser.add_argument("--max-examples", type=int, default=500, help="per operation and phase")
     parser.add_argument("--min-cases", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--postgres", action="store_true", help="a throw-away PostgreSQL")
