@@ -20,6 +20,7 @@ from django.conf import settings
 import warden
 from plugins_app.loader import call_validate, instantiate, load_plugin_class
 from plugins_app.models import PluginRecord
+from project.db import soft_limit_deferred
 from project.errors import WardenError
 from project.storable import storable_text
 
@@ -140,15 +141,16 @@ class ToolRunner:
                     plugin=job.plugin_name,
                 )
             elapsed_ms = (time.monotonic() - started) * 1000
-            job_finish(
-                job_id=str(job.pk),
-                result=result,
-                error=error,
-                traceback=storable_text(trace),
-                execution_ms=elapsed_ms if watch is not None else None,
-                peak_memory_mb=watch.peak_growth_mb if watch is not None else None,
-                plugin=job.plugin,
-            )
+            with soft_limit_deferred():  # never interrupted mid-transaction (project/db.py)
+                job_finish(
+                    job_id=str(job.pk),
+                    result=result,
+                    error=error,
+                    traceback=storable_text(trace),
+                    execution_ms=elapsed_ms if watch is not None else None,
+                    peak_memory_mb=watch.peak_growth_mb if watch is not None else None,
+                    plugin=job.plugin,
+                )
         return error is None
 
     def _instance(self, plugin: PluginRecord) -> Any:

@@ -18,7 +18,7 @@ from celery.worker.request import Request
 from django.conf import settings
 
 from plugins_app.probe import signal_name
-from project.db import db_connections_refresh
+from project.db import db_connections_refresh, soft_limit_deferred
 from project.errors import WardenError
 
 from .models import Job
@@ -193,7 +193,8 @@ def run_job(self: JobTask, *, job_id: str, hard_timeout_s: float) -> str:
     """Claim and run one job; return its final status ('SKIPPED' if it was not PENDING)."""
     from .runner import ToolRunner
 
-    job = job_claim(job_id=job_id, hard_timeout_s=hard_timeout_s)
+    with soft_limit_deferred():  # a limit that strikes mid-claim is raised after it
+        job = job_claim(job_id=job_id, hard_timeout_s=hard_timeout_s)
     if job is None:
         return "SKIPPED"
     return "SUCCESS" if ToolRunner().execute(job) else "FAILED"

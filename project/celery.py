@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import beat_init, task_prerun, worker_init
+from celery.signals import beat_init, task_postrun, task_prerun, worker_init
 
 from .db import db_connections_refresh
 from .kombu_fix import patch_kombu_redis
@@ -20,8 +20,10 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update({"CELERY_DB_REUSE_MAX": 1000})
 app.autodiscover_tasks()
 # Worker children keep their database connection across tasks: check it before each one, so a
-# database restart costs no job.
+# database restart costs no job, and after each one, so that a task interrupted mid-transaction
+# never leaves its locks held while the child waits for work.
 task_prerun.connect(db_connections_refresh, weak=False)
+task_postrun.connect(db_connections_refresh, weak=False)
 
 
 def _refuse_insecure_start(**kwargs: object) -> None:
