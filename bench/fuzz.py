@@ -16,6 +16,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import Stack, report
+from tests.fuzzing import FuzzResult
+
+
+def merge(rounds: list[FuzzResult]) -> FuzzResult:
+    """One result for several schemathesis runs."""
+    statuses: dict[int, int] = {}
+    for r in rounds:
+        for status, count in r.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
+    return FuzzResult(
+        exit_code=max(r.exit_code for r in rounds),
+        cases=sum(r.cases for r in rounds),
+        failures=[failure for r in rounds for failure in r.failures],
+        output="\n".join(r.output for r in rounds),
+        statuses=dict(sorted(statuses.items())),
+    )
 
 
 def main() -> int:
@@ -36,14 +52,21 @@ def main() -> int:
         from tests.invariants import counter_mismatches, job_totals, wait_all_terminal
 
         started = time.monotonic()
-        result = run_schemathesis(
-            api.base,
-            api.token or "",
-            max_examples=options.max_examples,
-            report_dir=stack.var / "fuzz-report",
-            seed=options.seed,
-            timeout=4 * 3600,
-        )
+        # Hypothesis stops early on operations whose inputs it has exhausted, so the number of
+        # cases varies: run again with the next seed until the total reaches --min-cases.
+        rounds = []
+        while sum(r.cases for r in rounds) < options.min_cases and len(rounds) < 5:
+            rounds.append(
+                run_schemathesis(
+                    api.base,
+                    api.token or "",
+                    max_examples=options.max_examples,
+                    report_dir=stack.var / f"fuzz-report-{len(rounds) + 1}",
+                    seed=options.seed + len(rounds),
+                    timeout=4 * 3600,
+                )
+            )
+        result = merge(rounds)
         duration = time.monotonic() - started
         (stack.var / "schemathesis.txt").write_text(result.output)
         wait_all_terminal(300)
@@ -72,7 +95,7 @@ def main() -> int:
             report(
                 [
                     ("database", "PostgreSQL" if options.postgres else "SQLite"),
-                    ("test cases (schemathesis)", result.cases),
+                    ("test cases (schemathesis)", f"{result.cases} in {len(rounds)} run(s)"),
                     ("HTTP responses", result.responses),
                     ("responses by status", result.statuses),
                     ("5xx responses", result.server_errors),

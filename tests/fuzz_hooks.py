@@ -42,13 +42,13 @@ TARGETS: list[dict[str, str] | None] = [
 @schemathesis.hook
 def flatmap_case(context: Any, case: Any) -> Any:
     """Point most positive analyze cases at a real plugin and tool; leave negative cases (whose
-    invalid part must stay invalid) and other operations alone."""
+    invalid part must stay invalid), cases of unknown mode and other operations alone."""
     meta = case.meta
-    negative = meta is not None and (
+    positive = meta is not None and not (
         meta.generation.mode.is_negative
         or any(component.mode.is_negative for component in meta.components.values())
     )
-    if case.operation.path not in ANALYZE or not isinstance(case.body, dict) or negative:
+    if case.operation.path not in ANALYZE or not isinstance(case.body, dict) or not positive:
         return st.just(case)
 
     def point(target: dict[str, str] | None) -> Any:
