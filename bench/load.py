@@ -235,7 +235,7 @@ def main() -> int:
     failed = False
     for database in databases:
         if database == "postgres" and not _postgres_available():
-            print("load: no PostgreSQL server binaries here; the PostgreSQL run is skipped")
+            print("load: no PostgreSQL server here; the PostgreSQL run is skipped")
             continue
         # Each database in its own process: Django is configured once per process.
         done = subprocess.run(
@@ -257,6 +257,13 @@ def main() -> int:
 
 
 def _postgres_available() -> bool:
+    """Whether scripts/postgres.sh can start a cluster here (server binaries, `postgres` user)."""
+    import pwd
+
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return False
     return bool(list(Path("/usr/lib/postgresql").glob("*/bin/initdb")))
 
 
