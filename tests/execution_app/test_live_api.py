@@ -280,7 +280,9 @@ def test_it_serves_health_while_sync_calls_wait(live, auth_client):
 
     try:
         results: list[int] = []
-        callers = [threading.Thread(target=slow_call, args=(results,)) for _ in range(6)]
+        # Two run, two wait in the queue: the last ends after about 10 s, well inside the
+        # synchronous wait (echo's hard limit 12 s + 10 s margin) even on a loaded machine.
+        callers = [threading.Thread(target=slow_call, args=(results,)) for _ in range(4)]
         for caller in callers:
             caller.start()
         wait_until(lambda: Job.objects.filter(status="RUNNING").count() == 2, 20, "jobs to run")
@@ -289,7 +291,7 @@ def test_it_serves_health_while_sync_calls_wait(live, auth_client):
             with urllib.request.urlopen(f"{base}/v1/plugins", timeout=60) as reply:
                 assert reply.status == 200
         # Ordering, not a stopwatch: every health call was answered while the first two sync
-        # calls were still waiting for their 5 s jobs (and four more queued behind them).
+        # calls were still waiting for their 5 s jobs (and two more queued behind them).
         returned_meanwhile = list(results)
         still_running = set(Job.objects.filter(status="RUNNING").values_list("pk", flat=True))
         for caller in callers:
@@ -299,7 +301,7 @@ def test_it_serves_health_while_sync_calls_wait(live, auth_client):
 
     assert returned_meanwhile == []
     assert still_running == first_two
-    assert results == [200] * 6
+    assert results == [200] * 4
 
 
 def test_it_syncs_plugins_when_a_worker_starts(live, settings, tmp_path, samples):
