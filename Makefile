@@ -16,11 +16,13 @@ MYPY_TARGETS := project plugins_app execution_app ops_app warden manage.py
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export WARDEN_VENV := $(abspath $(VENV))
 
-.PHONY: help venv install system-deps run test lint screenshots clean
+.PHONY: help venv install system-deps run test fuzz load lint screenshots clean
 
 help:
 	@echo "make run          install what is missing, then run Redis + gunicorn + Celery worker/beat"
 	@echo "make test [ARGS=...]  ruff check + pytest (ARGS are passed to pytest)"
+	@echo "make fuzz [ARGS=...]  schemathesis against a whole running stack (>= 5,000 cases)"
+	@echo "make load [ARGS=...]  50 clients for 60 s of mixed traffic and faults, SQLite then PostgreSQL"
 	@echo "make lint         ruff check, ruff format --check, mypy"
 	@echo "make venv         create/refresh $(VENV) from $(LOCK) (only when the lock changed)"
 	@echo "make system-deps  apt-get install redis-server, tesseract-ocr, chromium(-driver) when missing"
@@ -103,6 +105,14 @@ run: system-deps venv
 
 test: system-deps venv
 	@exec scripts/test.sh $(ARGS)
+
+# Long runs against a stack they start themselves (Redis, worker, beat, gunicorn); each prints its
+# figures and fails on a 5xx, a job left non-terminal or counters that disagree with the jobs.
+fuzz: system-deps venv
+	@"$(PY)" bench/fuzz.py $(ARGS)
+
+load: system-deps venv
+	@"$(PY)" bench/load.py $(ARGS)
 
 lint: venv
 	@status=0

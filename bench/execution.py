@@ -29,6 +29,7 @@ os.environ.update(
     WARDEN_LOG_LEVEL="WARNING",
     WARDEN_QUARANTINE_AFTER="100000",  # the limit runs crash the same plugin on purpose
 )
+os.environ.setdefault("DJANGO_SECRET_KEY", "warden-bench-" + "s3cr3t-" * 8)
 
 from tests.harness import (  # noqa: E402
     free_port,

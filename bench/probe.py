@@ -161,6 +161,7 @@ def main() -> None:
     )
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("WARDEN_SQLITE_PATH", None)
+    os.environ.setdefault("DJANGO_SECRET_KEY", "warden-bench-" + "s3cr3t-" * 8)
     if options.concurrency:
         os.environ["WARDEN_PROBE_CONCURRENCY"] = str(options.concurrency)
     (work / "var").mkdir()

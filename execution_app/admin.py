@@ -77,7 +77,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def output_pretty(self, obj: Job) -> str:
         return format_html("<pre>{}</pre>", obj.output) if obj.output else "-"
 
-    @admin.action(description="Cancel selected jobs")
+    @admin.action(description="Cancel selected jobs", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         cancelled = 0
         for job in queryset:

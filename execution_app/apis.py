@@ -6,12 +6,12 @@ from typing import Any
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from project.errors import WardenError
+from project.pagination import StrictLimitOffsetPagination
 
 from .models import Job, JobStatus
 from .selectors import job_get, job_list, job_wait
@@ -20,6 +20,7 @@ from .serializers import (
     AnalyzeRequestSerializer,
     AnalyzeResultSerializer,
     ErrorEnvelopeSerializer,
+    JobPageSerializer,
     JobSerializer,
 )
 from .services import error_for_envelope, job_cancel, job_submit
@@ -113,10 +114,14 @@ class JobListApi(APIView):
         parameters=[
             OpenApiParameter("plugin", str, description="Only this plugin's jobs"),
             OpenApiParameter("status", str, enum=list(JobStatus.values)),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
+            OpenApiParameter(
+                "limit",
+                int,
+                description="Page size, default 50; values above 1000 are clamped to 1000",
+            ),
+            OpenApiParameter("offset", int, description="Index of the first job returned"),
         ],
-        responses={200: JobSerializer(many=True), **ERRORS},
+        responses={200: JobPageSerializer, **ERRORS},
         operation_id="jobs_list",
     )
     def get(self, request: Request) -> Response:
@@ -124,7 +129,7 @@ class JobListApi(APIView):
         jobs = job_list(
             plugin=request.query_params.get("plugin"), status=request.query_params.get("status")
         )
-        paginator = LimitOffsetPagination()
+        paginator = StrictLimitOffsetPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobSerializer(page, many=True).data)
 

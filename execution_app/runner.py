@@ -304,6 +304,9 @@ class ToolRunner:
                 f"{type(exc).__name__}: {storable_text(str(exc))}",
                 details={"exception": type(exc).__name__},
                 plugin=job.plugin_name,
+                # The exception's text often echoes the input: not in the public health reason.
+                reason=f"Tool '{job.tool}' of plugin '{job.plugin_name}' raised "
+                f"{type(exc).__name__}",
             ),
             trace,
         )

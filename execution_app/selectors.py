@@ -42,7 +42,7 @@ def job_list(*, plugin: str | None = None, status: str | None = None) -> QuerySe
     jobs = Job.objects.all()
     if plugin:
         jobs = jobs.filter(plugin_name=plugin)
-    if status:
+    if status is not None:  # `?status=` (empty) is no status either: a 400, not "all jobs"
         if status not in JobStatus.values:
             raise WardenError(
                 "ValidationError",

@@ -7,11 +7,45 @@ import binascii
 import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from project.storable import has_unstorable_text
+from project.serializers import ErrorBodySerializer, ErrorEnvelopeSerializer
+from project.storable import MAX_JSON_DEPTH, has_unstorable_text, json_depth
 
 from .models import Job
+
+
+def _check_depth(value: Any) -> None:
+    depth = json_depth(value)
+    if depth > MAX_JSON_DEPTH:
+        raise serializers.ValidationError(
+            f"nested too deeply ({depth} levels; at most {MAX_JSON_DEPTH})"
+        )
+
+
+@extend_schema_field(
+    {"type": "object", "additionalProperties": True, "description": "The tool's arguments"}
+)
+class BoundedJSONField(serializers.JSONField):
+    """DRF's JSONField, refusing values nested deeper than MAX_JSON_DEPTH before DRF re-encodes
+    them (recursively: deep enough, that is a RecursionError and a 500)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        _check_depth(data)
+        try:
+            value = super().to_internal_value(data)  # parses a form field's JSON string
+        except RecursionError as exc:
+            raise serializers.ValidationError(
+                f"nested too deeply (more than {MAX_JSON_DEPTH} levels)"
+            ) from exc
+        _check_depth(value)
+        return value
+
+
+@extend_schema_field({"type": "string", "format": "byte"})
+class Base64Field(serializers.CharField):
+    """A file as base64 text (decoded by AnalyzeRequestSerializer.validate_image)."""
 
 
 class AnalyzeRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -19,8 +53,8 @@ class AnalyzeRequestSerializer(serializers.Serializer):  # type: ignore[type-arg
 
     plugin = serializers.CharField(max_length=64)
     tool = serializers.CharField(max_length=64, required=False, allow_null=True)
-    args = serializers.JSONField(required=False, allow_null=True)
-    image = serializers.CharField(
+    args = BoundedJSONField(required=False, allow_null=True)
+    image = Base64Field(
         required=False,
         allow_null=True,
         allow_blank=True,
@@ -41,16 +75,19 @@ class AnalyzeRequestSerializer(serializers.Serializer):  # type: ignore[type-arg
         if isinstance(value, str):  # multipart carries args as a JSON string
             try:
                 value = json.loads(value)
-            except (ValueError, RecursionError) as exc:
+            except RecursionError as exc:
+                raise serializers.ValidationError(
+                    f"nested too deeply (more than {MAX_JSON_DEPTH} levels)"
+                ) from exc
+            except ValueError as exc:
                 raise serializers.ValidationError(f"not valid JSON: {exc}") from exc
+        _check_depth(value)
         if value is not None and not isinstance(value, dict):
             raise serializers.ValidationError("must be a JSON object")
         try:  # 1e999 parses to inf, which no JSON column stores
             json.dumps(value, allow_nan=False)
         except ValueError as exc:
             raise serializers.ValidationError("must not contain NaN or infinite numbers") from exc
-        except RecursionError as exc:
-            raise serializers.ValidationError("nested too deeply") from exc
         if has_unstorable_text(value):
             raise serializers.ValidationError(
                 "must not contain NUL characters (\\u0000) or unpaired surrogates"
@@ -104,12 +141,20 @@ class JobSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "finished_at",
             "execution_time_ms",
             "peak_memory_mb",
-            "worker_host",
             "attempts",
         ]
 
     def get_url(self, job: Job) -> str:
         return f"/v1/jobs/{job.pk}"
+
+
+class JobPageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """One page of GET /v1/jobs."""
+
+    count = serializers.IntegerField()
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    results = JobSerializer(many=True)
 
 
 class AnalyzeResultSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -127,14 +172,4 @@ class AnalyzeAcceptedSerializer(serializers.Serializer):  # type: ignore[type-ar
     url = serializers.CharField()
 
 
-class ErrorBodySerializer(serializers.Serializer):  # type: ignore[type-arg]
-    type = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.DictField()
-    plugin = serializers.CharField(allow_null=True)
-    job_id = serializers.CharField(allow_null=True)
-    timestamp = serializers.DateTimeField()
-
-
-class ErrorEnvelopeSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    error = ErrorBodySerializer()
+__all__ = ["ErrorBodySerializer", "ErrorEnvelopeSerializer"]  # re-exported: the API's envelope

@@ -6,14 +6,18 @@ import logging
 import os
 import random
 import re
+import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F
 from django.db.models.functions import Now
@@ -27,6 +31,7 @@ from plugins_app.probe import signal_name
 from plugins_app.selectors import host_ready
 from plugins_app.services import plugin_record_outcome
 from project.errors import PLUGIN_FAULTS, WardenError
+from project.storable import storable_text
 
 from .containment import worker_containment
 from .models import ACTIVE_STATUSES, Job, JobInputData, JobStatus
@@ -39,7 +44,14 @@ from .validation import (
     timeout_resolve,
     tool_resolve,
 )
-from .workers import host_queue, live_hosts_or_none, queue_has_live_worker, worker_host_name
+from .workers import (
+    host_queue,
+    live_hosts_or_none,
+    mark_queued,
+    queue_has_live_worker,
+    unmarked,
+    worker_host_name,
+)
 
 logger = logging.getLogger(__name__)
 # Sent by name: services never import tasks (tests/test_governance.py).
@@ -144,6 +156,8 @@ def analysis_validate(
         mime_type = file_validate(
             plugin, entry, file_bytes, mime_type, settings.WARDEN_MAX_UPLOAD_MB * 2**20
         )
+    else:
+        mime_type = None  # describes a file; there is none
     return JobInput(
         plugin,
         str(entry["name"]),
@@ -214,22 +228,32 @@ def job_dispatch(job: Job) -> None:
                 plugin=job.plugin_name,
                 job_id=job_id,
             )
-        current_app.send_task(
-            RUN_JOB_TASK,
-            kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s},
-            task_id=job_id,
-            queue=job.queue,
-            # The soft and hard limits count from the tool's start and are enforced by the
-            # worker (runner.ToolRun, supervisor.Supervisor); Celery's own hard limit is the
-            # backstop, with room for loading the plugin on first use.
-            time_limit=job.hard_timeout_s + settings.WARDEN_LOAD_TIMEOUT_S,
-        )
+        _send(job)
     except (KombuOperationalError, RedisError, OSError) as exc:
-        reason = f"Message broker unreachable: {type(exc).__name__}: {exc}"
-        job_fail_unqueued(job_id=job_id, reason=reason)
+        # The client and the job's envelope get the kind of failure; the host, port and cause
+        # go to the log and the job's traceback (admin only).
+        logger.warning("job %s not queued: broker unreachable: %r", job_id, exc)
+        reason = f"Message broker unreachable ({type(exc).__name__}); try again shortly"
+        job_fail_unqueued(job_id=job_id, reason=reason, detail=f"{type(exc).__name__}: {exc}")
         raise WardenError(
             "ServiceUnavailable", reason, plugin=job.plugin_name, job_id=job_id
         ) from exc
+
+
+def _send(job: Job) -> None:
+    """Queue `job`'s task message, then mark it queued (see `jobs_requeue_lost`)."""
+    job_id = str(job.pk)
+    current_app.send_task(
+        RUN_JOB_TASK,
+        kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s},
+        task_id=job_id,
+        queue=job.queue,
+        # The soft and hard limits count from the tool's start and are enforced by the worker
+        # (runner.ToolRun, supervisor.Supervisor); Celery's own hard limit is the backstop, with
+        # room for loading the plugin on first use.
+        time_limit=job.hard_timeout_s + settings.WARDEN_LOAD_TIMEOUT_S,
+    )
+    mark_queued(job_id, settings.WARDEN_PENDING_TTL_S + 60)
 
 
 def job_submit(
@@ -289,13 +313,15 @@ def job_finish(
     peak_memory_mb: float | None = None,
     output: str = "",
     plugin: PluginRecord | None = None,
+    expected: Collection[str] = ACTIVE_STATUSES,
 ) -> bool:
     """Record a job's end (SUCCESS with `result`, or FAILED with `error`) and the plugin's metrics.
 
-    Idempotent: only a PENDING or RUNNING job changes, so a second call (hooks fire twice, the
-    reaper races the worker) is a no-op. Returns whether this call ended the job. Only plugin
-    faults count against the plugin, and a timeout at a limit the client lowered does not
-    (CONTRACT.md §5).
+    One conditional UPDATE: only a job whose status is in `expected` (by default PENDING or
+    RUNNING) changes, so a second call (hooks fire twice, the reaper races the worker) is a no-op;
+    a caller that decided from one state names exactly that state. Returns whether this call
+    ended the job. Only plugin faults count against the plugin, and a timeout at a limit the
+    client lowered does not (CONTRACT.md §5).
     """
     fields: dict[str, Any] = {"finished_at": Now()}
     if output:
@@ -315,7 +341,8 @@ def job_finish(
             traceback=traceback,
         )
     with transaction.atomic():
-        ended = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(**fields)
+        assert set(expected) <= set(ACTIVE_STATUSES), expected  # terminal states are final
+        ended = Job.objects.filter(pk=job_id, status__in=list(expected)).update(**fields)
         if not ended:
             return False
         job_end_record(
@@ -331,7 +358,7 @@ def job_finish(
                 plugin_id=plugin_id,
                 snapshot=plugin,
                 error_type=None if error is None else error.type,
-                reason=None if error is None else error.message,
+                reason=None if error is None else error.reason,
                 execution_ms=execution_ms,
             )
     return True
@@ -373,7 +400,7 @@ def scope_error(job: Job, doing: str, exc: BaseException) -> WardenError:
     ends ServiceUnavailable, not counted against the plugin."""
     return WardenError(
         "ServiceUnavailable",
-        f"The worker could not {doing} the run of job {job.pk}: {type(exc).__name__}: {exc}",
+        f"The worker could not {doing} the run of job {job.pk} ({type(exc).__name__})",
         details={"exception": type(exc).__name__},
         plugin=job.plugin_name,
     )
@@ -400,21 +427,29 @@ def memory_error(job: Job, *, kind: str, peak_mb: float | None, **extra: Any) ->
             **extra,
         },
         plugin=job.plugin_name,
+        # Without the peak, which differs each time: one health reason (and history row) for
+        # repeated kills.
+        reason=f"Tool '{job.tool}' of plugin '{job.plugin_name}' exceeded its {job.memory_mb} MB "
+        f"memory limit; {how}",
     )
 
 
 def job_cancel(*, job: Job) -> Job:
     """Cancel a PENDING or RUNNING job (FAILED, type Cancelled); raise Conflict once finished."""
-    ended = job_finish(
-        job_id=str(job.pk),
-        error=WardenError(
-            "Cancelled",
-            f"Job {job.pk} was cancelled while {job.status}",
-            details={"cancelled_while": job.status},
-            plugin=job.plugin_name,
-        ),
-    )
-    job.refresh_from_db()
+    ended = False
+    while not ended and not job.is_terminal:
+        was = job.status
+        ended = job_finish(
+            job_id=str(job.pk),
+            error=WardenError(
+                "Cancelled",
+                f"Job {job.pk} was cancelled while {was}",
+                details={"cancelled_while": was},
+                plugin=job.plugin_name,
+            ),
+            expected=(was,),  # a claim may move it to RUNNING meanwhile: then cancel that
+        )
+        job.refresh_from_db()
     if ended:
         job_stop(job=job)
     else:
@@ -525,9 +560,18 @@ def _crash_error(job: Job, worker_message: str) -> WardenError:
     )
 
 
-def job_fail_unqueued(*, job_id: str, reason: str) -> None:
-    """Fail a job whose task could not be queued (broker or worker unreachable)."""
-    job_finish(job_id=job_id, error=WardenError("ServiceUnavailable", reason))
+def job_fail_unqueued(*, job_id: str, reason: str, detail: str = "") -> None:
+    """Fail a job whose task could not be queued (broker or worker unreachable) and delete its
+    stored input, which nothing will read; `detail`, for the admin, goes to its traceback."""
+    ended = job_finish(
+        job_id=job_id,
+        error=WardenError("ServiceUnavailable", reason),
+        traceback=storable_text(detail),
+        expected=(JobStatus.PENDING,),
+    )
+    if ended:
+        _input_delete(Job.objects.only("id", "input_file").get(pk=job_id))
+        Job.objects.filter(pk=job_id).update(input_file="")
 
 
 def jobs_reap() -> dict[str, int]:
@@ -550,19 +594,24 @@ def jobs_reap() -> dict[str, int]:
     counts = {"running": 0, "pending": 0}
     for pk, plugin, host, hard in stale_running:
         # The worker host itself died (or lost the database): not counted against the plugin.
+        # Which host it was is in the job row (admin), not in what clients read.
         counts["running"] += job_finish(
             job_id=str(pk),
+            expected=(JobStatus.RUNNING,),
             error=WardenError(
                 "ServiceUnavailable",
                 f"Job of plugin '{plugin}' was still RUNNING past its {hard:g} s hard deadline; "
-                f"its worker ({host or 'unknown host'}) died or lost contact",
-                details={"reaped": True, "worker_host": host},
+                "its worker died or lost contact",
+                details={"reaped": True},
                 plugin=plugin,
             ),
+            traceback=f"reaped: worker host {host or 'unknown'} died or lost contact",
         )
     for pk, plugin, queue in stale_pending:
+        # Only if still PENDING: a worker may have claimed it since the query above.
         counts["pending"] += job_finish(
             job_id=str(pk),
+            expected=(JobStatus.PENDING,),
             error=WardenError(
                 "ServiceUnavailable",
                 f"No worker took the job within {settings.WARDEN_PENDING_TTL_S} s "
@@ -574,20 +623,110 @@ def jobs_reap() -> dict[str, int]:
     return counts
 
 
-def jobs_purge(*, older_than_days: int | None = None) -> int:
-    """Delete finished jobs older than the retention period, with their stored inputs.
+def jobs_requeue_lost() -> int:
+    """Queue again the PENDING jobs whose message the broker lost (Redis restarted without its
+    data): jobs older than WARDEN_REQUEUE_AFTER_S whose queued mark is gone. A message that
+    still exists somewhere is harmless: a worker runs only a PENDING job, once.
 
-    Returns the number of jobs deleted.
+    Returns how many were queued again. Raises redis/kombu errors if the broker is unreachable.
+    """
+    now = timezone.now()
+    candidates = {
+        str(job.pk): job
+        for job in Job.objects.filter(
+            status=JobStatus.PENDING,
+            created_at__lt=now - timedelta(seconds=settings.WARDEN_REQUEUE_AFTER_S),
+            created_at__gte=now - timedelta(seconds=settings.WARDEN_PENDING_TTL_S),
+        ).only("id", "queue", "timeout_s", "hard_timeout_s")
+    }
+    lost = unmarked(list(candidates))
+    for job_id in lost:
+        logger.warning(
+            "job %s: its queued message was lost by the broker; queueing it again", job_id
+        )
+        _send(candidates[job_id])
+    return len(lost)
+
+
+INPUTS_DIR = "job-inputs"
+# A stored input with no job row this old (the row was deleted, e.g. from the admin) is swept.
+ORPHAN_INPUT_AGE = timedelta(hours=1)
+
+
+def _input_delete(job: Job) -> None:
+    """Delete a job's stored input: its JobInputData row, or its file and (then empty) per-job
+    folder."""
+    JobInputData.objects.filter(job_id=job.pk).delete()
+    if job.input_file:
+        job.input_file.delete(save=False)
+    _folder_delete_if_empty(f"{INPUTS_DIR}/{job.pk}")
+
+
+def _folder_delete_if_empty(name: str) -> None:
+    try:
+        path = default_storage.path(name)
+    except NotImplementedError:  # object storage: no folders to leave behind
+        return
+    try:
+        os.rmdir(path)
+    except OSError:  # not empty, or already gone
+        pass
+
+
+def _orphan_inputs_delete(now: datetime) -> int:
+    """Delete stored inputs whose job row no longer exists; return how many went. An input is
+    the object `job-inputs/<job id>` (or, as earlier versions stored it, the folder
+    `job-inputs/<job id>/` holding `input`); other names there are left alone."""
+    try:
+        folders, files = default_storage.listdir(INPUTS_DIR)
+    except (FileNotFoundError, NotImplementedError):
+        return 0
+    ids = {str(key): key for key in _uuids([*folders, *files])}
+    known = {str(pk) for pk in Job.objects.filter(pk__in=ids.values()).values_list("pk", flat=True)}
+    swept = 0
+    for name in sorted(n for n in [*folders, *files] if n in ids and n not in known):
+        path = f"{INPUTS_DIR}/{name}"
+        paths = [path]
+        if name in folders:
+            paths = [f"{path}/{file}" for file in default_storage.listdir(path)[1]]
+        if any(default_storage.get_modified_time(p) > now - ORPHAN_INPUT_AGE for p in paths):
+            continue  # a job being created right now stores its input before its row commits
+        for item in paths:
+            default_storage.delete(item)
+        _folder_delete_if_empty(path)
+        swept += 1
+    return swept
+
+
+def _uuids(names: list[str]) -> list[uuid.UUID]:
+    keys = []
+    for name in names:
+        try:
+            keys.append(uuid.UUID(name))
+        except ValueError:
+            pass
+    return keys
+
+
+def jobs_purge(*, older_than_days: int | None = None) -> int:
+    """Apply Warden's retention rules; return the number of jobs deleted.
+
+    Deletes finished jobs older than WARDEN_JOB_RETENTION_DAYS with their stored inputs and
+    folders, stored inputs left without a job (older than an hour), and expired admin sessions.
     """
     days = settings.WARDEN_JOB_RETENTION_DAYS if older_than_days is None else older_than_days
-    cutoff = timezone.now() - timedelta(days=days)
-    old = Job.objects.exclude(status__in=ACTIVE_STATUSES).filter(finished_at__lt=cutoff)
+    now = timezone.now()
+    old = Job.objects.exclude(status__in=ACTIVE_STATUSES).filter(
+        finished_at__lt=now - timedelta(days=days)
+    )
     deleted = 0
     for job in old.iterator():
-        if job.input_file:
-            job.input_file.delete(save=False)
+        _input_delete(job)
         job.delete()
         deleted += 1
+    swept = _orphan_inputs_delete(now)
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
+    logger.info("retention: %d job(s) and %d orphaned input(s) deleted", deleted, swept)
     return deleted
 
 

@@ -14,6 +14,7 @@ from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task, shared_task
 from celery.worker.request import Request
 
+from project.db import db_connections_refresh, soft_limit_deferred
 from project.errors import WardenError
 
 from .services import (
@@ -23,6 +24,7 @@ from .services import (
     job_finish,
     jobs_purge,
     jobs_reap,
+    jobs_requeue_lost,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ class JobRequest(Request):
                     job_id=job_id,
                     error=WardenError(
                         "ServiceUnavailable",
-                        f"The worker could not complete the job: {type(exc).__name__}: {exc}",
+                        f"The worker could not complete the job ({type(exc).__name__})",
                         details={"exception": type(exc).__name__},
                     ),
                     traceback=str(exc_info.traceback or ""),
@@ -72,6 +74,7 @@ class JobRequest(Request):
 def _guarded(func: Any, *args: Any, **kwargs: Any) -> None:
     """Hooks run on the worker's main loop: log a failure there rather than kill the worker."""
     try:
+        db_connections_refresh()  # the main process has no request cycle to renew its connection
         func(*args, **kwargs)
     except Exception:
         logger.exception("could not record the end of job %s", args or kwargs)
@@ -89,7 +92,8 @@ def run_job(self: JobTask, *, job_id: str, hard_timeout_s: float) -> str:
     """Claim and run one job; return its final status ('SKIPPED' if it was not PENDING)."""
     from .runner import ToolRunner
 
-    job = job_claim(job_id=job_id, hard_timeout_s=hard_timeout_s)
+    with soft_limit_deferred():  # a limit that strikes mid-claim is raised after it
+        job = job_claim(job_id=job_id, hard_timeout_s=hard_timeout_s)
     if job is None:
         return "SKIPPED"
     return "SUCCESS" if ToolRunner().execute(job) else "FAILED"
@@ -97,8 +101,9 @@ def run_job(self: JobTask, *, job_id: str, hard_timeout_s: float) -> str:
 
 @shared_task(name="execution_app.tasks.reap_jobs")
 def reap_jobs() -> dict[str, int]:
-    """Fail jobs that no worker will ever finish (beat, every WARDEN_REAPER_INTERVAL_S)."""
-    return jobs_reap()
+    """Fail jobs that no worker will ever finish, queue again those whose message the broker
+    lost (beat, every WARDEN_REAPER_INTERVAL_S)."""
+    return {**jobs_reap(), "requeued": jobs_requeue_lost()}
 
 
 @shared_task(name="execution_app.tasks.purge_jobs")

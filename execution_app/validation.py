@@ -5,15 +5,21 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import re
 from functools import lru_cache
 from typing import Any
 
 import jsonschema
+from referencing.exceptions import Unresolvable
 
 from plugins_app.models import PluginHost, PluginRecord
 from plugins_app.selectors import host_ready, plugin_availability
 from project.errors import WardenError
-from project.storable import has_unstorable_text
+from project.storable import MAX_JSON_DEPTH, has_unstorable_text, json_depth
+
+# Job.input_mime_type's column width.
+MAX_MIME_TYPE = 100
+_MIME_RE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9!#$&^_.+*-]+")
 
 # Leading bytes of the file types plugins commonly declare.
 _SIGNATURES: list[tuple[bytes, int, str]] = [
@@ -37,6 +43,24 @@ def _validator(schema_json: str) -> jsonschema.Draft202012Validator:
 def schema_validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
     """Return a (cached) validator for a tool's input or output schema."""
     return _validator(json.dumps(schema, sort_keys=True))
+
+
+def schema_errors(
+    plugin: PluginRecord, tool: dict[str, Any], key: str, instance: Any
+) -> list[jsonschema.ValidationError]:
+    """Return the errors of `instance` against the tool's `key` schema (input_schema or
+    output_schema). Raises PluginUnavailable when the schema itself cannot be evaluated (a `$ref`
+    that resolves nowhere): the manifest is at fault, not the caller."""
+    try:
+        return list(schema_validator(tool[key]).iter_errors(instance))
+    except Unresolvable as exc:
+        raise WardenError(
+            "PluginUnavailable",
+            f"Plugin '{plugin.name}' cannot check tool '{tool['name']}': its {key} has a $ref "
+            "that resolves nowhere; fix manifest.json and re-probe",
+            details={"tool": tool["name"], "schema": key},
+            plugin=plugin.name,
+        ) from exc
 
 
 def sniff_mime_type(data: bytes) -> str | None:
@@ -131,7 +155,7 @@ def args_validate(plugin: PluginRecord, tool: dict[str, Any], args: Any) -> None
     schema = tool.get("input_schema")
     if not schema:
         return
-    errors = sorted(schema_validator(schema).iter_errors(args), key=lambda e: list(e.path))
+    errors = sorted(schema_errors(plugin, tool, "input_schema", args), key=lambda e: list(e.path))
     if errors:
         problems = [
             {"path": "/".join(map(str, e.absolute_path)) or "/", "message": e.message}
@@ -167,6 +191,13 @@ def file_validate(
         )
     sniffed = sniff_mime_type(data)
     declared = (declared or "").split(";")[0].strip().lower() or None
+    if declared and (len(declared) > MAX_MIME_TYPE or not _MIME_RE.fullmatch(declared)):
+        raise WardenError(
+            "ValidationError",
+            f"mime_type must be a MIME type such as image/png (at most {MAX_MIME_TYPE} characters)",
+            details={"field": "mime_type"},
+            plugin=plugin.name,
+        )
     if declared and sniffed and declared != sniffed:
         raise WardenError(
             "ValidationError",
@@ -195,12 +226,14 @@ def output_validate(
     Raises OutputValidationError otherwise.
     """
 
-    def fail(message: str, **details: Any) -> WardenError:
+    def fail(message: str, summary: str | None = None, **details: Any) -> WardenError:
+        prefix = f"Tool '{tool['name']}' of plugin '{plugin.name}' returned "
         return WardenError(
             "OutputValidationError",
-            f"Tool '{tool['name']}' of plugin '{plugin.name}' returned {message}",
+            prefix + message,
             details=details,
             plugin=plugin.name,
+            reason=prefix + (summary or message),
         )
 
     if not isinstance(output, dict):
@@ -208,9 +241,12 @@ def output_validate(
     try:
         text = json.dumps(output, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise fail(f"a value that is not JSON-serialisable ({exc})") from exc
+        raise fail(
+            f"a value that is not JSON-serialisable ({exc})",
+            "a value that is not JSON-serialisable",
+        ) from exc
     except RecursionError as exc:
-        raise fail("a value nested too deeply to serialise") from exc
+        raise fail(f"a value nested too deeply (more than {MAX_JSON_DEPTH} levels)") from exc
     size = len(text.encode("utf-8")) if not text.isascii() else len(text)
     if size > max_mb * 2**20:
         raise fail(
@@ -220,6 +256,8 @@ def output_validate(
             limit_mb=max_mb,
         )
     result: dict[str, Any] = json.loads(text)
+    if json_depth(result) > MAX_JSON_DEPTH:
+        raise fail(f"a value nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     if has_unstorable_text(result):
         raise fail(
             "a string containing a NUL character (\\u0000) or an unpaired surrogate, which "
@@ -227,11 +265,14 @@ def output_validate(
         )
     schema = tool.get("output_schema")
     if schema:
-        error = jsonschema.exceptions.best_match(schema_validator(schema).iter_errors(result))
+        error = jsonschema.exceptions.best_match(
+            schema_errors(plugin, tool, "output_schema", result)
+        )
         if error is not None:
             where = "/".join(map(str, error.absolute_path)) or "/"
             raise fail(
                 f"output violating its output_schema at {where}: {error.message}",
+                f"output violating its output_schema ('{error.validator}')",
                 path=where,
                 schema_error=error.message,
             )

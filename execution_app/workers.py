@@ -148,6 +148,36 @@ def live_hosts_or_none() -> dict[str, set[str]] | None:
         return None
 
 
+QUEUED_PREFIX = "warden:queued"
+
+
+def _queued_key(job_id: str) -> str:
+    return f"{QUEUED_PREFIX}:{job_id}"
+
+
+def mark_queued(job_id: str, ttl_s: int) -> None:
+    """Note in the broker's Redis that `job_id`'s message was queued (for `ttl_s` seconds).
+
+    The mark lives and dies with the queue: if Redis restarts without its data, both the message
+    and the mark are gone, which is how the reaper tells a lost message from a slow queue.
+    Raises redis.RedisError if Redis cannot be reached.
+    """
+    _client().set(_queued_key(job_id), b"1", ex=max(1, ttl_s))
+
+
+def unmarked(job_ids: list[str]) -> list[str]:
+    """Return the job ids among `job_ids` whose queued mark is gone (their message was lost).
+
+    Raises redis.RedisError if Redis cannot be reached.
+    """
+    if not job_ids:
+        return []
+    pipe = _client().pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.exists(_queued_key(job_id))
+    return [job_id for job_id, found in zip(job_ids, pipe.execute(), strict=True) if not found]
+
+
 class Heartbeat:
     """Daemon thread in the worker's main process announcing the queues it consumes."""
 

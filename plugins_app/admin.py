@@ -8,6 +8,8 @@ from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
 from .models import PluginHost, PluginRecord, PluginState, PluginStateTransition
 from .selectors import (
@@ -16,7 +18,7 @@ from .selectors import (
     plugin_reported_state,
     plugin_uptime_seconds,
 )
-from .services import plugin_sync
+from .services import plugin_reprobe_enqueue
 
 STATE_COLOURS = {
     "INITIALIZED": "#1e8e3e",
@@ -257,10 +259,26 @@ class PluginRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
         return plugin_list()
 
-    @admin.action(description="Re-probe selected plugins")
+    @admin.action(description="Re-probe selected plugins", permissions=["change"])
     def reprobe(self, request: HttpRequest, queryset: QuerySet[PluginRecord]) -> None:
-        outcomes = plugin_sync(names=list(queryset.values_list("name", flat=True)))
-        for outcome in outcomes:
-            level = messages.SUCCESS if outcome.state == "INITIALIZED" else messages.WARNING
-            reason = f" ({outcome.reason})" if outcome.reason else ""
-            self.message_user(request, f"{outcome.name}: {outcome.state}{reason}", level)
+        names = sorted(queryset.values_list("name", flat=True))
+        try:
+            hosts = plugin_reprobe_enqueue(names=names)
+        except (KombuOperationalError, RedisError, OSError) as exc:
+            self.message_user(
+                request, f"Re-probe not queued: message broker unreachable ({exc})", messages.ERROR
+            )
+            return
+        if not hosts:
+            self.message_user(
+                request,
+                "Re-probe not queued: no live worker host (start a worker: it syncs at start)",
+                messages.ERROR,
+            )
+            return
+        self.message_user(
+            request,
+            f"Re-probe of {', '.join(names)} queued on {', '.join(hosts)}: each worker host probes "
+            "its own copy (reload in a few seconds to see the new state)",
+            messages.SUCCESS,
+        )

@@ -7,16 +7,25 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from execution_app.workers import live_hosts_or_none
 from project.errors import WardenError
+from project.serializers import ErrorEnvelopeSerializer
 
 from .selectors import health_records
 from .serializers import PluginHealthSerializer
+
+ERRORS = {
+    code: OpenApiResponse(ErrorEnvelopeSerializer, description=text)
+    for code, text in {
+        401: "AuthenticationFailed, when WARDEN_PUBLIC_HEALTH is false",
+        503: "ServiceUnavailable: database unreachable",
+    }.items()
+}
 
 
 def _render(records: list[dict[str, Any]]) -> Any:
@@ -43,7 +52,9 @@ class HealthPermission(BasePermission):
 class PluginListApi(APIView):
     permission_classes = [HealthPermission]
 
-    @extend_schema(responses=PluginHealthSerializer(many=True), operation_id="plugins_list")
+    @extend_schema(
+        responses={200: PluginHealthSerializer(many=True), **ERRORS}, operation_id="plugins_list"
+    )
     def get(self, request: Request) -> HttpResponse:
         """Every plugin's health record, sorted by name."""
         records, _ = health_records(live_hosts_or_none(), _render)
@@ -53,7 +64,14 @@ class PluginListApi(APIView):
 class PluginHealthApi(APIView):
     permission_classes = [HealthPermission]
 
-    @extend_schema(responses=PluginHealthSerializer, operation_id="plugins_health")
+    @extend_schema(
+        responses={
+            200: PluginHealthSerializer,
+            404: OpenApiResponse(ErrorEnvelopeSerializer, description="PluginNotFound"),
+            **ERRORS,
+        },
+        operation_id="plugins_health",
+    )
     def get(self, request: Request, name: str) -> HttpResponse:
         """One plugin's health record; 404 PluginNotFound if no plugin has that name."""
         _, by_name = health_records(live_hosts_or_none(), _render)

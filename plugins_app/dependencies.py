@@ -7,6 +7,7 @@ import importlib.util
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -287,8 +288,15 @@ def check_model(
     min_bytes = int(entry.get("min_bytes", DEFAULT_MIN_BYTES))
     magic = _magic_bytes(entry["magic"]) if entry.get("magic") else b""
     try:
-        with path.open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
+        # O_NONBLOCK: opening a FIFO put where the model should be must not hang the sync.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError(path)
+            if not stat.S_ISREG(info.st_mode):
+                return Missing(f"Model file '{rel}' is not a regular file ({path})", hint)
+            size = info.st_size
             head = handle.read(max(len(magic), 16))
     except FileNotFoundError:
         return Missing(_with_hint(f"Missing model file '{rel}' (expected at {path})", hint), hint)

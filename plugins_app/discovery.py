@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -12,8 +12,9 @@ from typing import Any
 
 from .dependencies import find_module_spec, module_folder
 from .forgesyte import translate as forgesyte
-from .manifest import MANIFEST_FILE, ManifestError, read_manifest
+from .manifest import ManifestError, declared_name, read_manifest
 
+logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "warden.plugins"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -45,22 +46,22 @@ def _from_folder(folder: Path, location: str, source: str, hinted_name: str) -> 
     try:
         manifest = read_manifest(folder)
     except ManifestError as exc:
-        name = hinted_name
-        try:  # keep the manifest's own name in the record when it is readable
-            raw = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-            if isinstance(raw, dict) and _NAME_RE.match(str(raw.get("name", ""))):
-                name = raw["name"]
-        except (OSError, ValueError):
-            pass
+        # Keep the manifest's own name in the record when it is readable and valid.
+        name = declared_name(folder) or ""
+        if not _NAME_RE.match(name):
+            name = hinted_name
         return Candidate(location, source, folder, name, error=f"Invalid manifest: {exc}")
     return Candidate(location, source, folder, manifest["name"], manifest=manifest)
 
 
 def _directory_candidates(plugin_dirs: Sequence[Path]) -> Iterable[Candidate]:
     for base in plugin_dirs:
-        if not base.is_dir():
+        try:
+            folders = sorted(base.iterdir()) if base.is_dir() else []
+        except OSError as exc:  # an unreadable plugin directory must not abort discovery
+            logger.warning("plugin directory %s cannot be listed: %s", base, exc)
             continue
-        for folder in sorted(base.iterdir()):
+        for folder in folders:
             if not folder.is_dir() or folder.name.startswith((".", "_")):
                 continue
             yield _from_folder(

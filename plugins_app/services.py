@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+
+from project.storable import storable_text
 
 from .dependencies import check_dependencies
 from .discovery import Candidate, discover, forgesyte_probed_manifest
@@ -24,6 +27,7 @@ from .probe import ProbeResult, ProbeSpec, probe_many
 logger = logging.getLogger(__name__)
 
 RECENT_EXECUTIONS = 10
+LOCATION_MAX = PluginHost._meta.get_field("location").max_length or 1024
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,16 @@ def plugin_set_state(
         PluginStateTransition.objects.create(
             plugin=plugin, from_state=previous_state, to_state=state, reason=reason
         )
+        _history_trim(plugin)
+
+
+def _history_trim(plugin: PluginRecord) -> None:
+    """Keep a plugin's newest WARDEN_STATE_HISTORY_KEEP transitions (the history's retention)."""
+    keep = settings.WARDEN_STATE_HISTORY_KEEP
+    stale = plugin.transitions.order_by("-at", "-id").values_list("id", flat=True)[keep:]
+    ids = list(stale[:1000])
+    if ids:
+        PluginStateTransition.objects.filter(id__in=ids).delete()
 
 
 def _manifest_values(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +153,7 @@ def _host_set(
         PluginStateTransition.objects.create(
             plugin=record, host=host, from_state=previous[0], to_state=state, reason=reason
         )
+        _history_trim(record)
     return entry
 
 
@@ -165,6 +180,7 @@ def _mark_missing(entry: PluginHost) -> None:
         to_state=entry.state,
         reason=entry.reason,
     )
+    _history_trim(entry.plugin)
 
 
 def _apply_probe(
@@ -240,6 +256,75 @@ def sync_host_name() -> str:
     return str(settings.WARDEN_HOST_NAME)
 
 
+def _check_candidate(
+    candidate: Candidate, *, host: str, queues: list[str]
+) -> SyncOutcome | tuple[PluginRecord, ProbeSpec, Candidate]:
+    """Store one discovered candidate and its load-time state on this host; return what to probe,
+    or the outcome when it cannot be probed."""
+    record = _record_for(candidate)
+    state, reason, hint = PluginState.FAILED, None, None
+    if candidate.error:
+        reason = candidate.error
+        hint = candidate.hint or (
+            "fix manifest.json (its JSON Schema is documented in docs/plugins.md)"
+        )
+    elif candidate.shadowed_by:
+        reason = (
+            f"Duplicate plugin name '{candidate.name}': {candidate.location} is ignored "
+            f"because {candidate.shadowed_by} already provides it"
+        )
+        hint = "rename one of the two plugins or remove one folder"
+    else:
+        missing = check_dependencies(candidate.manifest or {}, candidate.folder)
+        if not missing:
+            manifest = candidate.manifest or {}
+            spec = ProbeSpec(
+                name=candidate.name,
+                folder=str(candidate.folder) if candidate.folder else None,
+                entrypoint=str(manifest.get("entrypoint", record.entrypoint)),
+                source=candidate.source,
+            )
+            return record, spec, candidate
+        hints = [m.hint for m in missing if m.hint]
+        state = PluginState.UNAVAILABLE
+        reason = "; ".join(m.reason for m in missing)
+        hint = "; ".join(dict.fromkeys(hints)) or None
+    _host_set(record, candidate, host=host, queues=queues, state=state, reason=reason, hint=hint)
+    return SyncOutcome(candidate.name, candidate.location, state, reason)
+
+
+def _fail_unexpectedly(
+    candidate: Candidate, exc: Exception, *, host: str, queues: list[str]
+) -> SyncOutcome | None:
+    """Record, on this host, a candidate whose check or probe itself failed as FAILED (keeping
+    only fields that fit); None when even that is impossible."""
+    reason = storable_text(
+        f"Warden could not check this plugin: {type(exc).__name__}: {exc}"[:2000]
+    )
+    if len(candidate.location) > LOCATION_MAX:
+        logger.error("plugin at %s not recorded: its path is too long", candidate.location)
+        return None
+    try:
+        with transaction.atomic():
+            record, _ = PluginRecord.objects.get_or_create(
+                name=candidate.name, defaults={"source": candidate.source}
+            )
+            _host_set(
+                record,
+                candidate,
+                host=host,
+                queues=queues,
+                state=PluginState.FAILED,
+                reason=reason,
+                hint="see the worker or web log for the traceback; fix the plugin folder, then "
+                "re-probe",
+            )
+    except Exception:
+        logger.exception("plugin sync: could not record the failure of %s", candidate.location)
+        return None
+    return SyncOutcome(candidate.name, candidate.location, PluginState.FAILED, reason)
+
+
 def plugin_sync(
     *,
     names: Collection[str] | None = None,
@@ -279,39 +364,18 @@ def plugin_sync(
     outcomes: list[SyncOutcome] = []
     to_probe: list[tuple[PluginRecord, ProbeSpec, Candidate]] = []
     for candidate in candidates:
-        record = _record_for(candidate)
-        state, reason, hint = PluginState.FAILED, None, None
-        if candidate.error:
-            reason = candidate.error
-            hint = candidate.hint or (
-                "fix manifest.json (its JSON Schema is documented in docs/plugins.md)"
-            )
-        elif candidate.shadowed_by:
-            reason = (
-                f"Duplicate plugin name '{candidate.name}': {candidate.location} is ignored "
-                f"because {candidate.shadowed_by} already provides it"
-            )
-            hint = "rename one of the two plugins or remove one folder"
+        try:
+            checked = _check_candidate(candidate, host=host, queues=queues)
+        except Exception as exc:  # one bad folder must not abort the sync of the others
+            logger.exception("plugin sync: could not check %s", candidate.location)
+            outcome = _fail_unexpectedly(candidate, exc, host=host, queues=queues)
+            if outcome is not None:
+                outcomes.append(outcome)
+            continue
+        if isinstance(checked, SyncOutcome):
+            outcomes.append(checked)
         else:
-            missing = check_dependencies(candidate.manifest or {}, candidate.folder)
-            if not missing:
-                manifest = candidate.manifest or {}
-                spec = ProbeSpec(
-                    name=candidate.name,
-                    folder=str(candidate.folder) if candidate.folder else None,
-                    entrypoint=str(manifest.get("entrypoint", record.entrypoint)),
-                    source=candidate.source,
-                )
-                to_probe.append((record, spec, candidate))
-                continue
-            hints = [m.hint for m in missing if m.hint]
-            state = PluginState.UNAVAILABLE
-            reason = "; ".join(m.reason for m in missing)
-            hint = "; ".join(dict.fromkeys(hints)) or None
-        _host_set(
-            record, candidate, host=host, queues=queues, state=state, reason=reason, hint=hint
-        )
-        outcomes.append(SyncOutcome(candidate.name, candidate.location, state, reason))
+            to_probe.append(checked)
 
     vanished = PluginHost.objects.filter(host=host).exclude(location__in=found)
     if names is not None:
@@ -341,13 +405,42 @@ def plugin_sync(
             ),
         )
         for record, spec, candidate in to_probe:
-            result = results[spec.name]
-            _apply_probe(record, result, candidate, host=host, queues=queues)
-            entry = PluginHost.objects.get(plugin=record, host=host, location=candidate.location)
+            try:
+                _apply_probe(record, results[spec.name], candidate, host=host, queues=queues)
+                entry = PluginHost.objects.get(
+                    plugin=record, host=host, location=candidate.location
+                )
+            except Exception as exc:  # as above: this plugin fails alone
+                logger.exception("plugin sync: could not record the probe of %s", spec.name)
+                outcome = _fail_unexpectedly(candidate, exc, host=host, queues=queues)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                continue
             outcomes.append(
                 SyncOutcome(candidate.name, candidate.location, entry.state, entry.reason)
             )
     return sorted(outcomes, key=lambda o: (o.name, o.location))
+
+
+REPROBE_TASK = "plugins_app.tasks.reprobe_plugins"  # by name: services never import tasks
+
+
+def plugin_reprobe_enqueue(*, names: list[str]) -> list[str]:
+    """Queue a re-probe of the plugins `names` on every host with a live worker (each host probes
+    its own copy; probes never run in a web process). Returns those hosts, sorted.
+
+    Raises kombu/redis errors if the broker or the heartbeat store cannot be reached.
+    """
+    from execution_app.workers import host_queue, live_hosts
+
+    hosts = live_hosts()
+    for host, queues in sorted(hosts.items()):
+        current_app.send_task(
+            REPROBE_TASK,
+            kwargs={"names": names, "queues": sorted(queues)},
+            queue=host_queue(sorted(queues)[0], host),
+        )
+    return sorted(hosts)
 
 
 def _recent_fields(recent: list[float], execution_ms: float | None) -> dict[str, Any]:

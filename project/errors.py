@@ -85,11 +85,16 @@ class WardenError(Exception):
         plugin: str | None = None,
         job_id: str | None = None,
         status: int | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         assert error_type in ERROR_STATUS, error_type
         self.type = error_type
         self.message = message
+        # What the plugin's public health record may say about this failure: the message minus
+        # anything the plugin or the client put in it (which often echoes client input), and
+        # minus per-job figures, so that repeated failures read the same.
+        self.reason = reason or message
         self.details = dict(details or {})
         self.plugin = plugin
         self.job_id = job_id
@@ -144,9 +149,13 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
     if isinstance(exc, RequestDataTooBig):
         return Response(envelope("PayloadTooLarge", f"Request body too large: {exc}"), status=413)
     if isinstance(exc, OperationalError | InterfaceError):  # unreachable/locked, not a bug
+        # The driver's text names hosts, ports and users: the log gets it, the client does not.
         logger.exception("database unavailable")
         return Response(
-            envelope("ServiceUnavailable", f"Database unavailable: {type(exc).__name__}: {exc}"),
+            envelope(
+                "ServiceUnavailable",
+                f"Database unavailable ({type(exc).__name__}); try again shortly",
+            ),
             status=503,
         )
     if isinstance(exc, Http404):

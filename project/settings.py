@@ -26,11 +26,47 @@ def env_int(name: str, default: int) -> int:
     return default if value in (None, "") else int(value)
 
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "warden-insecure-development-key-change-me")
 DEBUG = env_bool("DJANGO_DEBUG", False)
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, else the file DJANGO_SECRET_KEY_FILE ($WARDEN_VAR_DIR/secret-key, which
+    `make run` creates), else a public key when DEBUG is on. With DEBUG off and no key, the empty
+    key makes every Warden process refuse to start (project/deploy.py)."""
+    key = os.environ.get("DJANGO_SECRET_KEY", "").strip()
+    if key:
+        return key
+    path = Path(os.environ.get("DJANGO_SECRET_KEY_FILE", VAR_DIR / "secret-key"))
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        key = ""
+    return key or ("warden-insecure-debug-only-key" if DEBUG else "")
+
+
+SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = os.environ.get(
     "DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver"
 ).split(",")
+CSRF_TRUSTED_ORIGINS = [
+    o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o
+]
+
+# HTTPS: on when Warden is served over TLS (directly or by a proxy in front); then
+# `manage.py check --deploy` passes. Off by default: `make run` serves plain HTTP on localhost.
+WARDEN_HTTPS = env_bool("WARDEN_HTTPS", False)
+SECURE_SSL_REDIRECT = WARDEN_HTTPS
+SESSION_COOKIE_SECURE = WARDEN_HTTPS
+CSRF_COOKIE_SECURE = WARDEN_HTTPS
+SECURE_HSTS_SECONDS = env_int("WARDEN_HSTS_SECONDS", 31536000) if WARDEN_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("WARDEN_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("WARDEN_HSTS_PRELOAD", True)
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (only then: a client could
+# otherwise claim HTTPS itself).
+if env_bool("WARDEN_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Load balancers probe these over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
 
 INSTALLED_APPS = [
     "ops_app",  # first: its admin templates (dashboard, branding) override the stock ones
@@ -50,6 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "ops_app.middleware.RequestMetricsMiddleware",  # first: times and logs the whole request
+    "project.middleware.refuse_unstorable_request",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -126,7 +163,7 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "project.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "project.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
 }
@@ -139,6 +176,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "project.openapi.add_links_and_public_health",
+    ],
 }
 
 # --- Warden ---------------------------------------------------------------------------------------
@@ -163,9 +204,13 @@ WARDEN_HARD_GRACE_S = env_int("WARDEN_HARD_GRACE_S", 5)
 WARDEN_PENDING_TTL_S = env_int("WARDEN_PENDING_TTL_S", 600)
 # How long past its hard deadline a RUNNING job may stay before the reaper fails it.
 WARDEN_REAPER_GRACE_S = env_int("WARDEN_REAPER_GRACE_S", 30)
-# How often beat runs the reaper (seconds).
+# How often beat runs the reaper; a PENDING job whose broker message was lost (Redis restarted
+# without its data) is queued again by it once older than WARDEN_REQUEUE_AFTER_S.
 WARDEN_REAPER_INTERVAL_S = float(os.environ.get("WARDEN_REAPER_INTERVAL_S", "15"))
+WARDEN_REQUEUE_AFTER_S = env_int("WARDEN_REQUEUE_AFTER_S", 10)
 WARDEN_JOB_RETENTION_DAYS = env_int("WARDEN_JOB_RETENTION_DAYS", 30)
+# State-history rows kept per plugin (the newest); older ones are deleted as new ones come.
+WARDEN_STATE_HISTORY_KEEP = env_int("WARDEN_STATE_HISTORY_KEEP", 200)
 WARDEN_MAX_UPLOAD_MB = env_int("WARDEN_MAX_UPLOAD_MB", 20)
 # Where job inputs are kept: "database" (a table of their own: every worker host can read them)
 # or "storage" (Django's default STORAGES backend, e.g. S3 through django-storages).

@@ -22,6 +22,8 @@ os.environ.setdefault("WARDEN_JOB_MAX_PIDS", "64")
 os.environ.setdefault("WARDEN_LOAD_TIMEOUT_S", "5")
 # Tests time limits on a shared, loaded machine: children at the worker's own priority.
 os.environ.setdefault("WARDEN_WORKER_NICE", "0")
+# A real-looking key: the processes the tests start run with DEBUG off, as in production.
+os.environ.setdefault("DJANGO_SECRET_KEY", "warden-test-" + "k3y-" * 12)
 
 from .settings import *  # noqa: E402, F403
 

@@ -5,7 +5,7 @@
 # the others are stopped and the script exits non-zero. Safe to run again (idempotent setup).
 #
 # Environment (all optional): PORT (8000), WARDEN_REDIS_URL / WARDEN_REDIS_PORT (6391),
-# WARDEN_WORKER_CONCURRENCY (2), WARDEN_PLUGIN_DIRS, WARDEN_VAR_DIR, DATABASE_URL,
+# WARDEN_WORKER_CONCURRENCY (2), WARDEN_PLUGIN_DIRS, WARDEN_VAR_DIR, DATABASE_URL, DJANGO_SECRET_KEY,
 # WARDEN_ADMIN_USER / WARDEN_ADMIN_PASSWORD, WARDEN_STOP_TIMEOUT (30 s before SIGKILL).
 set -euo pipefail
 
@@ -21,6 +21,13 @@ VAR_DIR="${WARDEN_VAR_DIR:-$ROOT/var}"
 case "$VAR_DIR" in /*) ;; *) VAR_DIR="$ROOT/$VAR_DIR" ;; esac
 mkdir -p "$VAR_DIR"
 STOP_TIMEOUT="${WARDEN_STOP_TIMEOUT:-30}"
+
+# A secret key, generated once into var/secret-key (owner-only) unless one is configured:
+# with DEBUG off, Warden's processes refuse to start without one (project/deploy.py).
+if [[ -z "${DJANGO_SECRET_KEY:-}" && -z "${DJANGO_SECRET_KEY_FILE:-}" && ! -s "$VAR_DIR/secret-key" ]]; then
+    (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(50))' >"$VAR_DIR/secret-key")
+    echo "run.sh: generated a secret key into $VAR_DIR/secret-key" >&2
+fi
 
 # --- Redis ------------------------------------------------------------------------------------
 # A local Redis is started unless WARDEN_REDIS_URL points at another host. The URL and the port

@@ -31,6 +31,18 @@ def wait_until(
         time.sleep(interval)
 
 
+def unchanged_for(read: Callable[[], Any], seconds: float, interval: float = 0.1) -> Any:
+    """Observe `read()` for `seconds` (a window in which something must NOT happen, not a wait
+    for something to happen); assert every reading equals the first; return it."""
+    first = read()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        current = read()
+        assert current == first, f"changed: {first!r} -> {current!r}"
+        time.sleep(interval)
+    return first
+
+
 def free_port() -> int:
     """Return a TCP port that was free a moment ago."""
     with socket.socket() as sock:
@@ -182,7 +194,34 @@ def start_worker(
     return proc
 
 
-def start_gunicorn(env: dict[str, str], log: Path, port: int) -> Proc:
+def start_beat(env: dict[str, str], log: Path) -> Proc:
+    """Start Celery beat (the schedule file beside its log); return once it runs its scheduler."""
+    proc = Proc(
+        [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "project",
+            "beat",
+            "-l",
+            "INFO",
+            "-s",
+            str(log.with_suffix(".schedule")),
+        ],
+        env=env,
+        log=log,
+    )
+
+    def started() -> bool:
+        assert proc.alive(), proc.log_text()
+        return "beat: Starting..." in proc.log_text()
+
+    wait_until(started, 60, "celery beat to start")
+    return proc
+
+
+def start_gunicorn(env: dict[str, str], log: Path, port: int, threads: int = 16) -> Proc:
     """Start gunicorn as `make run` does and wait until it answers."""
     import urllib.request
 
@@ -199,7 +238,7 @@ def start_gunicorn(env: dict[str, str], log: Path, port: int) -> Proc:
             "--workers",
             "2",
             "--threads",
-            "16",
+            str(threads),
             "--timeout",
             "120",
         ],
@@ -217,3 +256,64 @@ def start_gunicorn(env: dict[str, str], log: Path, port: int) -> Proc:
 
     wait_until(up, 60, "gunicorn to answer")
     return proc
+
+
+class Api:
+    """A tiny JSON client for a Warden started by a test: returns (status, decoded body)."""
+
+    def __init__(self, base: str, token: str | None = None) -> None:
+        self.base = base
+        self.token = token
+
+    def call(
+        self, method: str, path: str, body: Any = None, timeout: float = 60
+    ) -> tuple[int, Any]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Token {self.token}"
+        request = urllib.request.Request(
+            self.base + path,
+            data=None if body is None else json.dumps(body).encode(),
+            headers=headers,
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                status, raw = reply.status, reply.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+
+def restart_postgres(settings_dict: dict[str, Any]) -> None:
+    """Restart (fast: every session is terminated) the PostgreSQL server behind `settings_dict`,
+    with `pg_ctl` run as the `postgres` system user when we are root; return once it accepts
+    connections again."""
+    import glob
+
+    import psycopg
+
+    with psycopg.connect(
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"],
+        user=settings_dict["USER"],
+        password=settings_dict.get("PASSWORD") or None,
+        dbname=settings_dict["NAME"],
+        connect_timeout=5,
+    ) as conn:
+        data_dir = str(conn.execute("SHOW data_directory").fetchone()[0])  # type: ignore[index]
+    pg_ctl = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]
+    log = os.path.join(os.path.dirname(data_dir), "restart.log")
+    args = [pg_ctl, "-D", data_dir, "-l", log, "-m", "fast", "-w", "-t", "60", "restart"]
+    if os.geteuid() == 0:
+        args = ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(args)]
+    subprocess.run(
+        args, cwd="/", check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=90
+    )

@@ -1,4 +1,6 @@
-"""Fuzzing the API from its own OpenAPI schema: no input gets a 500; every error is the envelope."""
+"""Hostile bodies through the WSGI app with no worker: parsers and validation answer every one
+with a 4xx envelope, and what passes validation is refused with 503 for want of a worker (the
+same bodies against a live worker, and schemathesis, are in tests/test_fuzz_live.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-import schemathesis
 from django.contrib.auth.models import User
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from werkzeug.test import Client
 
@@ -31,15 +31,6 @@ MULTIPART = "multipart/form-data; boundary=x"
 NO_WORKER = "No worker is consuming queue "
 ANALYZE_PATHS = ("/v1/analyze-execution", "/v1/analyze-execution/async")
 READY_PATH = "/health/ready"
-FUZZ = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-
-schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 
 
 @dataclass
@@ -97,37 +88,6 @@ def assert_contract(status: int, content_type: str, body: bytes, path: str, requ
     assert error["plugin"] is None or isinstance(error["plugin"], str), where
     assert error["job_id"] is None or isinstance(error["job_id"], str), where
     assert isinstance(error["timestamp"], str), where
-
-
-def check_case(case: Any, headers: dict[str, str]) -> None:
-    """Call the case; for analyze bodies, again naming a real plugin (random names get a 400)."""
-    call_and_check(case, headers)
-    if case.operation.path in ANALYZE_PATHS and isinstance(case.body, dict) and case.body:
-        case.body = {**case.body, "plugin": "echo"}
-        call_and_check(case, headers)
-
-
-def call_and_check(case: Any, headers: dict[str, str]) -> None:
-    response = case.call(headers=headers)
-    assert_contract(
-        response.status_code,
-        (response.headers.get("content-type") or [""])[0],
-        response.content,
-        case.operation.path,
-        case.as_curl_command(headers=headers),
-    )
-
-
-@schema.parametrize()
-@FUZZ
-def test_it_never_answers_500_to_an_authenticated_client(case: Any, fuzz_env: FuzzEnv) -> None:
-    check_case(case, {"Authorization": f"Token {fuzz_env.token}"})
-
-
-@schema.parametrize()
-@settings(FUZZ, max_examples=10)
-def test_it_never_answers_500_to_an_anonymous_client(case: Any, fuzz_env: FuzzEnv) -> None:
-    check_case(case, {})
 
 
 # --- hand-written nasty bodies for the analyze endpoints -------------------------------------
@@ -366,10 +326,12 @@ def test_it_answers_503_when_the_broker_is_unreachable(
     assert response.status_code == 503, response.data
     error = response.json["error"]
     assert error["type"] == "ServiceUnavailable"
-    assert error["message"].startswith("Message broker unreachable: ConnectionError: ")
+    # Host and port stay in the log and the job's traceback (admin), out of the envelope.
+    assert error["message"] == "Message broker unreachable (ConnectionError); try again shortly"
     job = Job.objects.get()
     assert (str(job.pk), job.status, job.error_type) == (
         error["job_id"],
         "FAILED",
         "ServiceUnavailable",
     )
+    assert "127.0.0.1" not in json.dumps(job.error) and "127.0.0.1" in job.traceback

@@ -93,3 +93,25 @@ def test_it_lists_a_plugins_recent_failed_jobs(admin_client, jobs):
     page = admin_client.get(f"/admin/plugins_app/pluginrecord/{plugin.pk}/change/").content.decode()
 
     assert f"/admin/execution_app/job/{failed.pk}/change/" in page
+
+
+def test_it_offers_view_only_staff_no_cancel(client, jobs):
+    from django.contrib.auth.models import Permission
+
+    pending, _ = jobs
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_job"))
+    client.force_login(viewer)
+
+    page = client.get("/admin/execution_app/job/")
+    response = client.post(
+        "/admin/execution_app/job/",
+        {"action": "cancel", "_selected_action": [str(pending.pk)]},
+        follow=True,
+    )
+
+    assert page.status_code == 200
+    assert 'value="cancel"' not in page.content.decode()
+    assert response.status_code == 200
+    pending.refresh_from_db()
+    assert (pending.status, pending.error_type) == ("PENDING", "")

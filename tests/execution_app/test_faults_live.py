@@ -3,9 +3,11 @@ error type and details, right plugin health, and the worker keeps serving."""
 
 from __future__ import annotations
 
+import psutil
 import pytest
 
 from execution_app.models import Job
+from tests.harness import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -69,9 +71,8 @@ def test_it_marks_plugin_failed_when_the_tool_raises(live, auth_client):
     assert "ValueError: boom" in job.traceback
     record = health(auth_client)
     assert record["state"] == "FAILED"
-    assert (
-        record["reason"] == "PluginError: Tool 'raise' of plugin 'faulty' raised ValueError: boom"
-    )
+    # The exception's text (often the client's input echoed) stays on the job, out of health.
+    assert record["reason"] == "PluginError: Tool 'raise' of plugin 'faulty' raised ValueError"
     assert (record["error_count"], record["consecutive_failures"]) == (1, 1)
     assert record["accepting_jobs"] is True
     assert_serving(auth_client)
@@ -251,7 +252,7 @@ def test_it_stops_one_huge_allocation_with_a_backstop(live, auth_client):
     ],
 )
 def test_it_survives_a_tool_that_kills_its_process(live, auth_client, tool, expected):
-    before = analyze(auth_client, "pid").json()["result"]["pid"]
+    assert analyze(auth_client, "pid").status_code == 200
 
     response = analyze(auth_client, tool)
 
@@ -267,8 +268,20 @@ def test_it_survives_a_tool_that_kills_its_process(live, auth_client, tool, expe
     record = health(auth_client)
     assert (record["state"], record["error_count"], record["success_count"]) == ("FAILED", 1, 1)
     assert live.alive()
+    # The crashed child is gone and a new one took its place; the worker itself stayed.
+    crashed = Job.objects.get(pk=error["job_id"]).worker_pid
+    worker = psutil.Process(live.pid)
+
+    def replaced():
+        children = {c.pid for c in worker.children()}
+        return crashed not in children and len(children) == 2
+
+    wait_until(replaced, 10, "the pool to replace the crashed child")
+    assert not psutil.pid_exists(crashed)
     assert_serving(auth_client)
-    assert before  # the crashed child was replaced; the worker itself never went away
+    served_by = {analyze(auth_client, "pid").json()["result"]["pid"] for _ in range(4)}
+    assert crashed not in served_by
+    assert served_by <= {c.pid for c in worker.children()}
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from plugins_app.models import PluginState
+from tests.harness import wait_until
 from tests.plugins_app.faults import FAULTS, copy_plugins, plugin_view
 
 CHANGELIST = "/admin/plugins_app/pluginrecord/"
@@ -86,26 +88,78 @@ def test_it_shows_manifest_tools_and_history_on_the_change_page(
     assert html.escape('raise ValueError("model path not configured")') in page  # traceback
 
 
-def test_it_re_probes_the_selected_plugins(
-    synced: Path, admin_client: Client, tmp_path: Path
+@pytest.mark.slow
+def test_it_re_probes_the_selected_plugins_on_a_worker(
+    transactional_db: None,
+    celery_worker: Any,
+    synced: Path,
+    admin_client: Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from plugins_app import services
+
     broken = plugin_view("init_error")
     other = plugin_view("missing_program")
     other_probed_at = other.probed_at
     shutil.copy(FAULTS / "healthy" / "plugin.py", tmp_path / "init_error" / "plugin.py")
+    monkeypatch.setattr(services, "plugin_sync", None)  # never in this (web) process
 
     response = admin_client.post(
         CHANGELIST, {"action": "reprobe", "_selected_action": [broken.pk]}, follow=True
     )
 
     assert response.status_code == 200
-    assert [str(m) for m in response.context["messages"]] == ["init_error: INITIALIZED"]
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Re-probe of init_error queued on {settings.WARDEN_HOST_NAME}: each worker host probes "
+        "its own copy (reload in a few seconds to see the new state)"
+    ]
+    wait_until(
+        lambda: plugin_view("init_error").state == PluginState.INITIALIZED,
+        60,
+        "the worker to re-probe the plugin",
+    )
     broken.refresh_from_db()
     assert (broken.state, broken.reason, broken.hint) == (PluginState.INITIALIZED, None, None)
     assert [t.to_state for t in broken.transitions.order_by("id")] == ["FAILED", "INITIALIZED"]
     other.refresh_from_db()
     assert other.state == PluginState.UNAVAILABLE
     assert other.probed_at == other_probed_at
+
+
+@pytest.fixture
+def viewer_client(db: None) -> Client:
+    """A staff user who may only view plugins and jobs."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_pluginrecord", "view_job"])
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_it_offers_view_only_staff_no_re_probe(
+    synced: Path, viewer_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugins_app import services
+
+    queued: list[Any] = []
+    monkeypatch.setattr(services, "plugin_reprobe_enqueue", lambda **kw: queued.append(kw))
+    broken = plugin_view("init_error")
+
+    page = viewer_client.get(CHANGELIST)
+    response = viewer_client.post(
+        CHANGELIST, {"action": "reprobe", "_selected_action": [broken.pk]}, follow=True
+    )
+
+    assert page.status_code == 200
+    assert 'value="reprobe"' not in page.content.decode()
+    assert response.status_code == 200
+    assert queued == []
+    assert plugin_view("init_error").probed_at == broken.probed_at
 
 
 def test_it_does_not_offer_an_add_button(synced: Path, admin_client: Client) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from plugins_app.models import PluginRecord
@@ -108,7 +109,8 @@ def test_it_reports_an_initialized_plugin(synced: Path, api_client: APIClient) -
     )
     # Whether a worker is alive depends on what else this test session started.
     assert host["alive"] in (None, False, True)
-    assert isinstance(uptime, float) and 0 <= uptime < 60
+    assert isinstance(uptime, float)
+    assert 0 <= uptime <= (timezone.now() - loaded_at).total_seconds()
     assert body == {
         "name": "healthy",
         "version": "1.0.0",
