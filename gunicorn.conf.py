@@ -1,6 +1,10 @@
 """gunicorn reads this file from the working directory by default (`make run`, the tests, and the
 command lines of docs/operations.md all start gunicorn from the repository root).
 
+It sets the worker model: WARDEN_WEB_WORKERS processes (default 2, one per core here) of
+WARDEN_WEB_THREADS threads each (gthread). A synchronous analyze holds its thread until the job
+ends, so the threads bound how many run at once; command-line options override these.
+
 It empties PROMETHEUS_MULTIPROC_DIR when gunicorn starts, so that the HTTP request metrics summed
 over this host's web processes start from zero with each gunicorn master (Prometheus treats that
 as a counter reset) instead of accumulating files of long-dead processes, and it uses Warden's log
@@ -14,6 +18,13 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+
+worker_class = "gthread"
+workers = int(os.environ.get("WARDEN_WEB_WORKERS", "2"))
+threads = int(os.environ.get("WARDEN_WEB_THREADS", "16"))
+timeout = 120
+graceful_timeout = 10
 
 
 def _settings() -> Any:

@@ -5,7 +5,8 @@
 # the others are stopped and the script exits non-zero. Safe to run again (idempotent setup).
 #
 # Environment (all optional): PORT (8000), WARDEN_REDIS_URL / WARDEN_REDIS_PORT (6391),
-# WARDEN_WORKER_CONCURRENCY (2), WARDEN_PLUGIN_DIRS, WARDEN_VAR_DIR, DATABASE_URL, DJANGO_SECRET_KEY,
+# WARDEN_WORKER_CONCURRENCY (2), WARDEN_WEB_WORKERS (2), WARDEN_WEB_THREADS (16),
+# WARDEN_PLUGIN_DIRS, WARDEN_VAR_DIR, DATABASE_URL, DJANGO_SECRET_KEY,
 # WARDEN_ADMIN_USER / WARDEN_ADMIN_PASSWORD, WARDEN_STOP_TIMEOUT (30 s before SIGKILL).
 set -euo pipefail
 
@@ -154,11 +155,10 @@ start() {
 }
 
 # No --access-logfile: Warden's middleware writes the access log (with the request id; turn it
-# off with WARDEN_ACCESS_LOG=false). gunicorn.conf.py (read from this directory) resets the
-# per-process HTTP metric files under PROMETHEUS_MULTIPROC_DIR.
-start web gunicorn project.wsgi:application \
-    --bind "127.0.0.1:$PORT" --worker-class gthread --workers 2 --threads 16 \
-    --timeout 120 --graceful-timeout 10
+# off with WARDEN_ACCESS_LOG=false). gunicorn.conf.py (read from this directory) sets the worker
+# model (WARDEN_WEB_WORKERS x WARDEN_WEB_THREADS) and resets the per-process HTTP metric files
+# under PROMETHEUS_MULTIPROC_DIR.
+start web gunicorn project.wsgi:application --bind "127.0.0.1:$PORT"
 # The plugins were just synced above; the worker's own start-up sync would only repeat it.
 WARDEN_SYNC_ON_WORKER_START="${WARDEN_SYNC_ON_WORKER_START:-false}" \
 start worker celery -A project worker -P prefork \
