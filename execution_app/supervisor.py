@@ -102,6 +102,18 @@ class Supervisor:
             ):
                 self.stop_job(job_id, {"cause": "hard"})
 
+    def release_dead_slots(self) -> None:
+        """Release the cgroup slots of dead children, except those of children that died during
+        a job whose end is not recorded yet: their slot still holds what that record needs (the
+        kernel's OOM-kill count), and the record releases it (services._job_end_after_kill)."""
+        unrecorded = set()
+        for _, info in slots_running(self.run_dir):
+            try:
+                unrecorded.add(int(info.get("pid", 0)))
+            except (TypeError, ValueError):
+                continue
+        self.containment.sweep_slots(self.pool_pids() | unrecorded)
+
     def _run(self) -> None:
         ticks = 0
         while not self._stop.wait(self.tick_s):
@@ -110,7 +122,7 @@ class Supervisor:
                 self.check_deadlines()
                 if self.sweeping and ticks % SWEEP_EVERY == 0:
                     self.sweeper.sweep()
-                    self.containment.sweep_slots(self.pool_pids())
+                    self.release_dead_slots()
                 if ticks % FILE_SWEEP_EVERY == 0:
                     slot_files_sweep(self.run_dir, alive=_alive, max_age_s=FILE_MAX_AGE_S)
             except Exception:

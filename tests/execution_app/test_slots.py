@@ -10,11 +10,14 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from execution_app.slots import (
     RunningSlot,
     _slot_pid,
     marker_read,
     slot_cancelled,
+    slot_files_remove,
     slot_stop,
     slots_running,
 )
@@ -170,3 +173,40 @@ def test_it_leaves_a_cancel_marker_for_a_child_that_takes_the_slot_later(tmp_pat
     assert stopped is False
     assert slot_cancelled(tmp_path, "J") is True
     assert slot_cancelled(tmp_path, "K") is False
+
+
+def test_the_slot_sweep_leaves_a_dead_childs_slot_to_the_record_of_its_job(tmp_path):
+    """A child that died during a job keeps its cgroup slot (and the kernel's OOM-kill count in
+    it) until the main process has recorded the job's end; then the sweep may release it."""
+    from execution_app.containment import Containment, _cgroup_v1, _cgroup_v2
+    from execution_app.supervisor import Supervisor
+
+    layout = None
+    for make in (_cgroup_v1, _cgroup_v2):
+        try:
+            layout = make(f"warden-test-{os.getpid()}")
+        except OSError:
+            continue
+        if layout is not None:
+            break
+    if layout is None:
+        pytest.skip("no writable cgroup memory controller here")
+    containment = Containment(f"cgroup-v{layout.version}", layout)
+    try:
+        pid = os.fork()
+        if pid == 0:  # a worker child: holds the job's slot file, then dies mid-job
+            RunningSlot(tmp_path, "J", {"oom_base": 0}).__enter__()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        slot = layout.slot_dirs(pid)[layout.memory]
+        os.makedirs(slot)
+        supervisor = Supervisor(containment=containment, run_dir=tmp_path, pool_pids=set)
+
+        supervisor.release_dead_slots()
+        assert os.path.isdir(slot)  # the job's end is not recorded yet
+
+        slot_files_remove(tmp_path, "J")  # what recording the end does last
+        supervisor.release_dead_slots()
+        assert not os.path.isdir(slot)
+    finally:
+        containment.shutdown()

@@ -184,6 +184,9 @@ def base_env(extra: dict[str, str]) -> dict[str, str]:
     }
     env["PYTHONPATH"] = str(ROOT)
     env["DJANGO_SETTINGS_MODULE"] = "project.settings"
+    # One secret for every host, as docs/operations.md asks (production settings refuse to start
+    # without one).
+    env["DJANGO_SECRET_KEY"] = os.environ.get("DJANGO_SECRET_KEY") or "multihost-" + "s3cr3t-" * 8
     env.update(extra)
     return env
 
