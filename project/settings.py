@@ -174,6 +174,10 @@ WARDEN_MAX_RESULT_MB = float(os.environ.get("WARDEN_MAX_RESULT_MB", "16"))
 # Time a worker child may spend loading a plugin on first use; not counted against job limits.
 WARDEN_LOAD_TIMEOUT_S = float(os.environ.get("WARDEN_LOAD_TIMEOUT_S", str(WARDEN_PROBE_TIMEOUT_S)))
 
+# BENCHMARK ONLY: mount the trivial baseline views of project/bench_views.py under /bench/
+# (`make bench` sets it for its own gunicorn; never set it in a deployment).
+WARDEN_BENCH_VIEWS = env_bool("WARDEN_BENCH_VIEWS", False)
+
 # Request bodies: a base64 image is a third larger than the file it carries.
 DATA_UPLOAD_MAX_MEMORY_SIZE = WARDEN_MAX_UPLOAD_MB * 1024 * 1024 * 4 // 3 + 64 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = WARDEN_MAX_UPLOAD_MB * 1024 * 1024

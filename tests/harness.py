@@ -140,15 +140,17 @@ def start_worker(
     name: str = "test",
     concurrency: int = 2,
     queues: str = "cpu,gpu",
+    loglevel: str = "INFO",
+    launcher: list[str] | None = None,
 ) -> Proc:
-    """Start a real prefork Celery worker; return once it announces its queues in Redis."""
+    """Start a real prefork Celery worker; return once it announces its queues in Redis.
+
+    `launcher` replaces `python -m celery` (the benchmarks start an instrumented worker)."""
     import redis
 
     proc = Proc(
         [
-            PYTHON,
-            "-m",
-            "celery",
+            *(launcher or [PYTHON, "-m", "celery"]),
             "-A",
             "project",
             "worker",
@@ -161,7 +163,7 @@ def start_worker(
             "-n",
             f"{name}@%h",
             "-l",
-            "INFO",
+            loglevel,
             "--without-gossip",
             "--without-mingle",
         ],
@@ -180,30 +182,38 @@ def start_worker(
     return proc
 
 
-def start_gunicorn(env: dict[str, str], log: Path, port: int) -> Proc:
-    """Start gunicorn as `make run` does and wait until it answers."""
+def start_gunicorn(
+    env: dict[str, str],
+    log: Path,
+    port: int,
+    *,
+    app: str = "project.wsgi:application",
+    worker_class: str = "gthread",
+    workers: int = 2,
+    threads: int = 16,
+    extra_args: tuple[str, ...] = (),
+) -> Proc:
+    """Start gunicorn as `make run` does (gthread, 2 workers x 16 threads; the benchmarks vary
+    these) and wait until it answers."""
     import urllib.request
 
-    proc = Proc(
-        [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "project.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "16",
-            "--timeout",
-            "120",
-        ],
-        env=env,
-        log=log,
-    )
+    args = [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--worker-class",
+        worker_class,
+        "--workers",
+        str(workers),
+        "--timeout",
+        "120",
+    ]
+    if worker_class == "gthread":
+        args += ["--threads", str(threads)]
+    proc = Proc([*args, *extra_args], env=env, log=log)
 
     def up() -> bool:
         assert proc.alive(), proc.log_text()
