@@ -16,14 +16,17 @@ MYPY_TARGETS := project plugins_app execution_app warden manage.py
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export WARDEN_VENV := $(abspath $(VENV))
 
-.PHONY: help venv install system-deps run test lint clean
+.PHONY: help venv install system-deps run test lint clean bench bench-profile
 
 help:
 	@echo "make run          install what is missing, then run Redis + gunicorn + Celery worker/beat"
 	@echo "make test [ARGS=...]  ruff check + pytest (ARGS are passed to pytest)"
 	@echo "make lint         ruff check, ruff format --check, mypy"
+	@echo "make bench [ARGS=...]  every figure of docs/benchmarks.md with its baseline, SQLite + PostgreSQL"
+	@echo "                  (ARGS=--quick or BENCH_QUICK=1: a short smoke run; ARGS='--label before')"
+	@echo "make bench-profile [ARGS=...]  where the time goes: per-request/per-task breakdowns, SQL"
 	@echo "make venv         create/refresh $(VENV) from $(LOCK) (only when the lock changed)"
-	@echo "make system-deps  apt-get install redis-server, tesseract-ocr when missing"
+	@echo "make system-deps  apt-get install redis-server, tesseract-ocr, wrk when missing"
 	@echo "make clean        stop the dev Redis, delete var/ runtime files and tool caches"
 
 # The virtualenv, installed from the lock. The stamp holds the lock's sha256, so this reinstalls
@@ -63,13 +66,14 @@ system-deps:
 	@missing=()
 	command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 	command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
+	command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 	if ! { [ -x "$(PY)" ] && "$(PY)" -c 'import sys' 2>/dev/null; } \
 	    && ! python3.11 -c 'import ensurepip, venv' >/dev/null 2>&1 \
 	    && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
 	    missing+=(python3 python3-venv)
 	fi
 	if [ "$${#missing[@]}" -eq 0 ]; then
-	    echo "System packages present (redis-server, tesseract)"
+	    echo "System packages present (redis-server, tesseract, wrk)"
 	    exit 0
 	fi
 	if ! command -v apt-get >/dev/null 2>&1; then
@@ -106,6 +110,14 @@ lint: venv
 	"$(VENV)/bin/ruff" format --check . || status=1
 	"$(VENV)/bin/mypy" $(MYPY_TARGETS) || status=1
 	exit "$$status"
+
+# Benchmarks (docs/benchmarks.md): they start their own Redis, worker, gunicorn and (when the
+# machine has PostgreSQL server binaries) a throw-away PostgreSQL cluster.
+bench: system-deps venv
+	@"$(PY)" bench/run.py $(ARGS)
+
+bench-profile: system-deps venv
+	@"$(PY)" bench/breakdown.py $(ARGS)
 
 # Runtime state only (database, Redis dir, static files, uploads, generated admin password, beat
 # schedule) under ./var, plus tool caches. The venv is kept.
