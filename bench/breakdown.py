@@ -39,6 +39,7 @@ from bench.measure import Http, load_average, percentile, timed_parallel, wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTRUMENTED_APP = "bench.instrument:application"
+ECHO = {"plugin": "echo", "args": {"n": 1}}
 LINES: list[str] = []
 
 
@@ -64,17 +65,19 @@ def short_sql(sql: str) -> str:
 # --- 1. per request / per task breakdowns ---------------------------------------------------
 
 
-def request_breakdown(http: Http, name: str, method: str, path: str, body: Any, n: int) -> dict:
+def request_breakdown(
+    http: Http, name: str, method: str, path: str, body: Any, n: int, auth: bool
+) -> dict:
     """Send `n` requests serially; return client latency, in-Django time, phases and SQL."""
     client, app, sql_n, sql_ms = [], [], [], []
     phases: dict[str, list[float]] = defaultdict(list)
     statements: dict[str, list[float]] = defaultdict(list)
     traces = []
     for _ in range(5):
-        http.request(method, path, body)
+        http.request(method, path, body, auth=auth)
     for _ in range(n):
         started = time.perf_counter()
-        status, headers, payload = http.request(method, path, body)
+        status, headers, payload = http.request(method, path, body, auth=auth)
         elapsed = (time.perf_counter() - started) * 1000
         assert status < 400, (status, payload[:300])
         trace = json.loads(headers["X-Bench"])
@@ -322,7 +325,7 @@ def gunicorn_sweep(stack: Any, quick: bool) -> None:
         health = wrk(base + "/v1/plugins", seconds=seconds)
 
         def echo(http: Http = http) -> None:
-            http.ok("POST", "/v1/analyze-execution", {"plugin": "echo", "args": {"n": 1}})
+            http.ok("POST", "/v1/analyze-execution", ECHO)
 
         for _ in range(4):
             echo()
@@ -335,6 +338,39 @@ def gunicorn_sweep(stack: Any, quick: bool) -> None:
     stack.start_web()
 
 
+def load_sweep(stack: Any, quick: bool) -> None:
+    """Figure (e)'s levers: the health list idle and while 4 sleeping + 2 CPU-bound jobs run,
+    with the web and the worker children at equal priority or the worker niced."""
+    from bench.figures import under_load
+    from bench.stack import PYTHON
+
+    seconds = 3 if quick else 8
+    say(
+        f"\n## health list idle vs under load (4 sleeping + 2 CPU-bound jobs, worker -c 6), "
+        f"wrk -c 16 {seconds} s"
+    )
+    head = f"{'idle req/s':>11}{'p99':>8}{'loaded req/s':>14}{'p99':>8}"
+    say(f"  {'gunicorn':<16}{'worker':<18}{head}")
+    for label, web, nice in (
+        ("gthread 2x16", {"worker_class": "gthread", "workers": 2, "threads": 16}, 0),
+        ("gthread 2x16", {"worker_class": "gthread", "workers": 2, "threads": 16}, 10),
+        ("sync 2", {"worker_class": "sync", "workers": 2}, 0),
+        ("sync 2", {"worker_class": "sync", "workers": 2}, 10),
+    ):
+        launcher = ["nice", "-n", str(nice), PYTHON, "-m", "celery"] if nice else None
+        stack.start_worker(concurrency=6, name="load", launcher=launcher)
+        port = stack.start_web(**web)
+        url = f"http://127.0.0.1:{port}/v1/plugins"
+        wrk(url, seconds=1)
+        idle, loaded = under_load(url, seconds)
+        say(
+            f"  {label:<16}{'nice ' + str(nice):<18}{idle['rps']:>11,.0f}{idle['p99_ms']:>8.1f}"
+            f"{loaded['rps']:>14,.0f}{loaded['p99_ms']:>8.1f}"
+        )
+    stack.start_worker(concurrency=2)
+    stack.start_web()
+
+
 def worker_sweep(stack: Any, quick: bool) -> None:
     from execution_app.tasks import ping
 
@@ -343,7 +379,7 @@ def worker_sweep(stack: Any, quick: bool) -> None:
     http = Http(port, stack.token)
 
     def echo() -> None:
-        http.ok("POST", "/v1/analyze-execution", {"plugin": "echo", "args": {"n": 1}})
+        http.ok("POST", "/v1/analyze-execution", ECHO)
 
     def bare() -> None:
         assert ping.delay().get(timeout=30) == "pong"
@@ -426,7 +462,7 @@ def warm_up(http: Http) -> None:
     and its Celery result backend (per thread) before anything is measured."""
 
     def echo() -> None:
-        http.ok("POST", "/v1/analyze-execution", {"plugin": "echo", "args": {"n": 1}})
+        http.ok("POST", "/v1/analyze-execution", ECHO)
 
     timed_parallel(echo, 96, 16)
 
@@ -451,19 +487,23 @@ def one_database(database_url: str | None, quick: bool, out: Path, sweeps: bool)
         http = Http(port, stack.token)
         warm_up(http)
         job_id = str(Job.objects.filter(status="SUCCESS").values_list("pk", flat=True)[0])
+        # (name, method, path, body, token): public endpoints are called without a token, as
+        # an operator's dashboard (and wrk in bench/figures.py) calls them.
         kinds = [
-            ("sync echo", "POST", "/v1/analyze-execution", {"plugin": "echo", "args": {"n": 1}}),
-            ("health list", "GET", "/v1/plugins", None),
-            ("one health record", "GET", "/v1/plugins/echo/health", None),
-            ("job detail (token)", "GET", f"/v1/jobs/{job_id}", None),
-            ("job list (token)", "GET", "/v1/jobs", None),
-            ("trivial DRF view", "GET", "/bench/trivial", None),
-            ("trivial DRF view + token", "GET", "/bench/trivial-auth", None),
-            ("trivial Django view", "GET", "/bench/trivial-django", None),
+            ("sync echo", "POST", "/v1/analyze-execution", ECHO, True),
+            ("health list", "GET", "/v1/plugins", None, False),
+            ("one health record", "GET", "/v1/plugins/echo/health", None, False),
+            ("job detail (token)", "GET", f"/v1/jobs/{job_id}", None, True),
+            ("job list (token)", "GET", "/v1/jobs", None, True),
+            ("trivial DRF view", "GET", "/bench/trivial", None, False),
+            ("trivial DRF view + token", "GET", "/bench/trivial-auth", None, True),
+            ("trivial Django view", "GET", "/bench/trivial-django", None, False),
         ]
+        mode = re.findall(r"job containment: (\S+)", stack.worker.log_text())
+        say(f"worker containment: {mode[-1] if mode else 'unknown'}")
         results = {}
-        for name, method, path, body in kinds:
-            results[name] = request_breakdown(http, name, method, path, body, n)
+        for name, method, path, body, auth in kinds:
+            results[name] = request_breakdown(http, name, method, path, body, n, auth)
         echo_ids = {t["job_id"] for t in results["sync echo"]["traces"]}
         tasks = task_breakdown(profile_dir, echo_ids)
         timeline(results["sync echo"], tasks)
@@ -483,9 +523,9 @@ def one_database(database_url: str | None, quick: bool, out: Path, sweeps: bool)
         )
         http = Http(port, stack.token)
         per = 50 if quick else 200
-        for _, method, path, body in kinds[:4] + kinds[5:6]:
+        for _, method, path, body, auth in kinds[:4] + kinds[5:6]:
             for _ in range(per):
-                http.request(method, path, body)
+                http.request(method, path, body, auth=auth)
         http.request("GET", "/__bench/dump")
         for kind, label in (
             ("v1_analyze-execution", "sync echo (web)"),
@@ -506,6 +546,7 @@ def one_database(database_url: str | None, quick: bool, out: Path, sweeps: bool)
         if sweeps:
             stack.start_worker(concurrency=2)
             gunicorn_sweep(stack, quick)
+            load_sweep(stack, quick)
             worker_sweep(stack, quick)
             in_process(stack.token, quick)
     finally:
@@ -524,7 +565,7 @@ def tree_scope(stack: Any, launcher: list[str], profile_dir: Path, quick: bool) 
     for f in profile_dir.glob("tasks-*.jsonl"):
         f.unlink()
     for _ in range(40 if quick else 200):
-        http.ok("POST", "/v1/analyze-execution", {"plugin": "echo", "args": {"n": 1}})
+        http.ok("POST", "/v1/analyze-execution", ECHO)
     scopes = []
     for path in profile_dir.glob("tasks-*.jsonl"):
         for line in path.read_text().splitlines():

@@ -156,6 +156,33 @@ def seed_jobs(first: int, last: int, template_id: str, total_span: int) -> None:
             cursor.execute(f"ANALYZE {table}")
 
 
+def under_load(url: str, seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """wrk `url` idle, then while 4 sleeping and 2 CPU-bound jobs run (the worker must have at
+    least 6 children); wait for the jobs to end; return (idle, loaded)."""
+    from execution_app.models import Job
+    from execution_app.services import job_submit
+
+    idle = wrk(url, seconds=seconds)
+    length = seconds + 6
+    jobs = [
+        job_submit(plugin_name="bench_load", tool=tool, args={"seconds": length})
+        for tool in ("sleep",) * 4 + ("burn",) * 2
+    ]
+    ids = [j.pk for j in jobs]
+    deadline = time.monotonic() + 60
+    while Job.objects.filter(pk__in=ids, status="RUNNING").count() < 6:
+        assert time.monotonic() < deadline, "the six load jobs did not all start"
+        time.sleep(0.05)
+    time.sleep(0.5)  # the CPU-bound tools are spinning
+    loaded = wrk(url, seconds=seconds)
+    running = Job.objects.filter(pk__in=ids, status="RUNNING").count()
+    assert running == 6, f"only {running} of the load jobs still ran at the end of wrk"
+    while Job.objects.filter(pk__in=ids, status__in=["PENDING", "RUNNING"]).exists():
+        assert time.monotonic() < deadline + length + 60, "the load jobs did not end"
+        time.sleep(0.1)
+    return idle, loaded
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, required=True)
@@ -169,7 +196,6 @@ def main() -> None:
     from django.db import connection
 
     from execution_app.models import Job
-    from execution_app.services import job_submit
     from execution_app.tasks import ping
 
     def log(text: str) -> None:
@@ -290,24 +316,7 @@ def main() -> None:
         # (e) the health list while slow jobs run: 6 children so that all six run at once.
         log("(e) GET /v1/plugins idle vs while 4 sleeping + 2 CPU-bound jobs run (worker -c 6)")
         stack.start_worker(concurrency=6, name="bench6")
-        idle = wrk(base + HEALTH, seconds=sizes.wrk_s)
-        seconds = sizes.wrk_s + 6
-        jobs = [
-            job_submit(plugin_name="bench_load", tool=tool, args={"seconds": seconds})
-            for tool in ("sleep",) * 4 + ("burn",) * 2
-        ]
-        ids = [j.pk for j in jobs]
-        deadline = time.monotonic() + 60
-        while Job.objects.filter(pk__in=ids, status="RUNNING").count() < 6:
-            assert time.monotonic() < deadline, "the six load jobs did not all start"
-            time.sleep(0.05)
-        time.sleep(0.5)  # the CPU-bound tools are spinning
-        loaded = wrk(base + HEALTH, seconds=sizes.wrk_s)
-        running = Job.objects.filter(pk__in=ids, status="RUNNING").count()
-        assert running == 6, f"only {running} of the load jobs still ran at the end of wrk"
-        while Job.objects.filter(pk__in=ids, status__in=["PENDING", "RUNNING"]).exists():
-            assert time.monotonic() < deadline + seconds + 60, "the load jobs did not end"
-            time.sleep(0.1)
+        idle, loaded = under_load(base + HEALTH, sizes.wrk_s)
         figures.append(
             ratio_figure(
                 "e",
