@@ -401,6 +401,41 @@ def worker_sweep(stack: Any, quick: bool) -> None:
         )
 
 
+def probe_ladder(quick: bool) -> None:
+    """Figure (f): what one probe costs over a bare interpreter, step by step (serial)."""
+    import subprocess
+
+    from bench.stack import PYTHON
+    from plugins_app.probe import ProbeSpec, probe_one
+
+    n = 5 if quick else 30
+    echo = ProbeSpec("echo", str(ROOT / "plugin_packages" / "echo"), "plugin:Plugin", "directory")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    spec = json.dumps(echo.__dict__)
+    steps: list[tuple[str, Any]] = [
+        ("python -c pass", [PYTHON, "-c", "pass"]),
+        ("python -I -S -c pass (no site-packages)", [PYTHON, "-I", "-S", "-c", "pass"]),
+        (
+            "python -c 'import plugins_app.probe_child'",
+            [PYTHON, "-c", "import plugins_app.probe_child"],
+        ),
+        (
+            "python -m plugins_app.probe_child <echo>",
+            [PYTHON, "-m", "plugins_app.probe_child", spec],
+        ),
+    ]
+    say(f"\n## one probe, step by step ({n} serial runs each, ms p50)")
+    for label, command in steps:
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            subprocess.run(command, env=env, cwd=ROOT, capture_output=True, check=True)
+            times.append((time.perf_counter() - started) * 1000)
+        say(f"  {med(times):8.1f}  {label}")
+    times = [probe_one(echo, timeout_s=30, memory_mb=2048).duration_ms for _ in range(n)]
+    say(f"  {med(times):8.1f}  probe_one(echo): the above + temp files, psutil, 10 ms polling")
+
+
 # --- 4. in process --------------------------------------------------------------------------
 
 
@@ -549,6 +584,7 @@ def one_database(database_url: str | None, quick: bool, out: Path, sweeps: bool)
             gunicorn_sweep(stack, quick)
             load_sweep(stack, quick)
             worker_sweep(stack, quick)
+            probe_ladder(quick)
             in_process(stack.token, quick)
     finally:
         stack.close()

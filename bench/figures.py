@@ -79,7 +79,7 @@ def ratio_figure(
     command: str = "",
 ) -> dict[str, Any]:
     """One row of the target table: Warden against its baseline on `metric`, and the verdict."""
-    ratio = warden[metric] / baseline[metric]
+    ratio = warden[metric] / baseline[metric] if baseline[metric] else float("nan")
     met = ratio >= limit if higher_is_better else ratio <= limit
     if p99_limit_ms is not None:
         met = met and warden["p99_ms"] < p99_limit_ms
@@ -158,28 +158,35 @@ def seed_jobs(first: int, last: int, template_id: str, total_span: int) -> None:
 
 def under_load(url: str, seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """wrk `url` idle, then while 4 sleeping and 2 CPU-bound jobs run (the worker must have at
-    least 6 children); wait for the jobs to end; return (idle, loaded)."""
+    least 6 children); stop the jobs and wait for their end; return (idle, loaded)."""
+    import tempfile
+
     from execution_app.models import Job
     from execution_app.services import job_submit
 
     idle = wrk(url, seconds=seconds)
-    length = seconds + 6
+    stop = Path(tempfile.mkdtemp(prefix="warden-bench-load-")) / "stop"
+    args = {"seconds": 280, "stop_file": str(stop)}
     jobs = [
-        job_submit(plugin_name="bench_load", tool=tool, args={"seconds": length})
+        job_submit(plugin_name="bench_load", tool=tool, args=args)
         for tool in ("sleep",) * 4 + ("burn",) * 2
     ]
     ids = [j.pk for j in jobs]
-    deadline = time.monotonic() + 60
-    while Job.objects.filter(pk__in=ids, status="RUNNING").count() < 6:
-        assert time.monotonic() < deadline, "the six load jobs did not all start"
-        time.sleep(0.05)
-    time.sleep(0.5)  # the CPU-bound tools are spinning
-    loaded = wrk(url, seconds=seconds)
-    running = Job.objects.filter(pk__in=ids, status="RUNNING").count()
-    assert running == 6, f"only {running} of the load jobs still ran at the end of wrk"
-    while Job.objects.filter(pk__in=ids, status__in=["PENDING", "RUNNING"]).exists():
-        assert time.monotonic() < deadline + length + 60, "the load jobs did not end"
-        time.sleep(0.1)
+    try:
+        deadline = time.monotonic() + 120
+        while Job.objects.filter(pk__in=ids, status="RUNNING").count() < 6:
+            assert time.monotonic() < deadline, "the six load jobs did not all start"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the CPU-bound tools are spinning
+        loaded = wrk(url, seconds=seconds)
+        running = Job.objects.filter(pk__in=ids, status="RUNNING").count()
+        assert running == 6, f"only {running} of the load jobs still ran at the end of wrk"
+    finally:
+        stop.touch()
+        deadline = time.monotonic() + 60
+        while Job.objects.filter(pk__in=ids, status__in=["PENDING", "RUNNING"]).exists():
+            assert time.monotonic() < deadline, "the load jobs did not stop"
+            time.sleep(0.05)
     return idle, loaded
 
 
