@@ -190,6 +190,25 @@ def under_load(url: str, seconds: float) -> tuple[dict[str, Any], dict[str, Any]
     return idle, loaded
 
 
+def plans() -> dict[str, str]:
+    """The database's plans for the history figure's queries (EXPLAIN; ANALYZE on PostgreSQL)."""
+    from django.db import connection
+
+    from execution_app.selectors import job_list
+    from plugins_app.models import PluginRecord
+    from plugins_app.selectors import _with_running, plugin_list
+
+    options = {"analyze": True} if connection.vendor == "postgresql" else {}
+    queries = {
+        "health list": plugin_list(),
+        "one health record": _with_running(PluginRecord.objects.filter(name="echo")),
+        "job list page": job_list()[:50],
+    }
+    found = {name: query.explain(**options) for name, query in queries.items()}
+    found["job list count"] = job_list().order_by().values("pk").explain(**options)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, required=True)
@@ -359,6 +378,7 @@ def main() -> None:
                 have = Job.objects.count()
             log(f"(g) {have} job rows: the four endpoints, serial")
             history[label] = {"rows": have}
+            out.setdefault("plans", {})[label] = plans()
             for name, call in endpoints.items():
                 for _ in range(5):
                     call()

@@ -213,8 +213,25 @@ def doc_block(results: dict[str, Any], chart_path: Path, command: str) -> str:
         legend(results),
         "",
         f"![latency distributions, run {meta['label']}]({chart_path.relative_to(DOC.parent)})",
+        "",
+        "<details><summary>Query plans of figure (g), as the database reported them</summary>",
+        "",
+        plans_text(results),
+        "</details>",
     ]
     return "\n".join(lines)
+
+
+def plans_text(results: dict[str, Any]) -> str:
+    """The EXPLAIN output of figure (g)'s queries, per database and table size."""
+    parts = []
+    for database, run in results["runs"].items():
+        for size, plans in run.get("plans", {}).items():
+            rows = next(f for f in run["figures"] if f["id"] == "g")
+            label = rows["warden_label"] if size == "large" else rows["baseline_label"]
+            for query, plan in plans.items():
+                parts.append(f"{NAMES[database]}, {label}, {query}:\n```\n{plan}\n```")
+    return "\n\n".join(parts)
 
 
 def update_doc(label: str, block: str) -> None:
