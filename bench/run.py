@@ -252,6 +252,17 @@ def update_doc(label: str, block: str) -> None:
     DOC.write_text(text)
 
 
+def rounded(value: Any) -> Any:
+    """`value` with every float rounded to 4 significant digits (a smaller JSON file)."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -291,7 +302,7 @@ def main() -> None:
     print(legend(results))
     target = (ROOT / "docs" / "bench") if write_docs else var
     target.mkdir(parents=True, exist_ok=True)
-    (target / f"{label}.json").write_text(json.dumps(results, indent=1))
+    (target / f"{label}.json").write_text(json.dumps(rounded(results), separators=(",", ":")))
     chart_path = target / f"{label}.png"
     chart(results, chart_path)
     if write_docs:
