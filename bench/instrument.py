@@ -90,7 +90,7 @@ def patch(owner: Any, name: str, label: str | None = None) -> None:
     value = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name)
     if value is None:
         value = getattr(owner, name)
-    if getattr(value, "__bench_wrapped__", False):
+    if getattr(getattr(value, "fget", value), "__bench_wrapped__", False):
         return
     if isinstance(value, property):
         assert value.fget is not None
@@ -205,16 +205,18 @@ def patch_web() -> None:
 
 _profiles: dict[str, cProfile.Profile] = {}
 _django_app: Any = None
+_init_lock = threading.Lock()
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The instrumented WSGI application (see the module docstring)."""
     global _django_app
-    if _django_app is None:
-        from project.wsgi import application as django_app
+    with _init_lock:  # the first requests arrive on several threads at once
+        if _django_app is None:
+            from project.wsgi import application as django_app
 
-        patch_web()
-        _django_app = django_app
+            patch_web()
+            _django_app = django_app
     path = environ.get("PATH_INFO", "")
     if path == "/__bench/dump":
         return _dump(start_response)

@@ -8,6 +8,7 @@ import json
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -169,6 +170,8 @@ def wrk(
     data = json.loads(line.removeprefix("BENCH-JSON "))
     failed = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
     assert failed == 0, f"wrk {url}: {failed} failed requests\n{out}"
+    if data["requests"] == 0:
+        print(f"wrk {url}: no request completed in {seconds:g} s\n{out}", file=sys.stderr)
     curve = [[q, us / 1000] for q, us in data["curve"]]
     at = dict((q, ms) for q, ms in curve)
     return {
