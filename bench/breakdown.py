@@ -24,6 +24,7 @@ import json
 import os
 import pstats
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -588,6 +589,7 @@ def one_database(database_url: str | None, quick: bool, out: Path, sweeps: bool)
             in_process(stack.token, quick)
     finally:
         stack.close()
+        shutil.rmtree(profile_dir, ignore_errors=True)
     out.write_text("\n".join(LINES))
 
 
@@ -659,6 +661,7 @@ def main() -> None:
         )
         target.write_text(header + "\n\n".join(texts) + "\n")
         print(f"\nbreakdown: wrote {target}")
+    shutil.rmtree(var, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,8 +161,6 @@ def seed_jobs(first: int, last: int, template_id: str, total_span: int) -> None:
 def under_load(url: str, seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """wrk `url` idle, then while 4 sleeping and 2 CPU-bound jobs run (the worker must have at
     least 6 children); stop the jobs and wait for their end; return (idle, loaded)."""
-    import tempfile
-
     from execution_app.models import Job
     from execution_app.services import job_submit
 
@@ -187,6 +187,7 @@ def under_load(url: str, seconds: float) -> tuple[dict[str, Any], dict[str, Any]
         while Job.objects.filter(pk__in=ids, status__in=["PENDING", "RUNNING"]).exists():
             assert time.monotonic() < deadline, "the load jobs did not stop"
             time.sleep(0.05)
+        shutil.rmtree(stop.parent, ignore_errors=True)
     return idle, loaded
 
 
@@ -404,7 +405,7 @@ def main() -> None:
 
     # (f) plugin sync in its own process and database (bench/probe.py).
     log("(f) plugin sync of 50 plugins vs 50 bare interpreter spawns (bench/probe.py)")
-    probe_json = stack.var / "probe.json"
+    probe_json = Path(tempfile.mkdtemp(prefix="warden-bench-probe-")) / "probe.json"
     command = [
         PYTHON,
         str(ROOT / "bench" / "probe.py"),
@@ -419,6 +420,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "WARDEN_VAR_DIR")}
     subprocess.run(command, check=True, env=env)
     probe = json.loads(probe_json.read_text())
+    shutil.rmtree(probe_json.parent, ignore_errors=True)
     sync = summary([s * 1000 for s in probe["sync_s"]], seconds=min(probe["sync_s"]))
     sync["median_s"] = sorted(probe["sync_s"])[len(probe["sync_s"]) // 2]
     spawn = summary([probe["baseline_s"] * 1000], seconds=probe["baseline_s"])

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -311,6 +312,7 @@ def main() -> None:
             command = f"make bench ARGS='--quick --label {label}'"
         update_doc(label, doc_block(results, chart_path, command))
         print(f"\nbench: wrote {DOC.relative_to(ROOT)} (block '{label}'), {chart_path}")
+        shutil.rmtree(var, ignore_errors=True)
     else:
         print(f"\nbench: results {target / (label + '.json')}, chart {chart_path}")
     print(f"bench: {results['elapsed_s'] / 60:.1f} min, load {results['load_after']}")

@@ -11,6 +11,7 @@ processes `make run` starts), configured once per benchmark process. Shared by b
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -153,11 +154,14 @@ class Stack:
             self.web = None
 
     def close(self) -> None:
-        """Stop every process this stack started, newest first."""
+        """Stop every process this stack started, newest first, and delete its var directory
+        (a 1 M-row SQLite file is half a GB) unless WARDEN_BENCH_KEEP=1."""
         for proc in reversed(self.procs):
             proc.stop()
         self.procs.clear()
         self.worker = self.web = None
+        if os.environ.get("WARDEN_BENCH_KEEP") != "1":
+            shutil.rmtree(self.var, ignore_errors=True)
 
 
 __all__ = ["BENCH_PLUGINS", "PYTHON", "ROOT", "Stack"]
