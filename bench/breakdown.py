@@ -620,6 +620,9 @@ def main() -> None:
     )
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--save", action="store_true", help="write docs/bench/breakdown.txt")
+    parser.add_argument(
+        "--no-sweeps", action="store_true", help="per-request/per-task breakdowns only"
+    )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one database
     parser.add_argument("--database-url", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--sweeps", action="store_true", help=argparse.SUPPRESS)
@@ -638,7 +641,7 @@ def main() -> None:
         command = [sys.executable, __file__, "--one", str(out)]
         if options.quick:
             command.append("--quick")
-        if not texts:  # configuration sweeps: on the first database only
+        if not texts and not options.no_sweeps:  # configuration sweeps: first database only
             command.append("--sweeps")
         if database == "postgresql":
             url = postgres(var, "start")
