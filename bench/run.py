@@ -213,6 +213,15 @@ def doc_block(results: dict[str, Any], chart_path: Path, command: str) -> str:
         "",
         legend(results),
         "",
+        "Load average (1 min) as each figure ended: "
+        + "; ".join(
+            f"{NAMES[database]} "
+            + ", ".join(f"({f['id']}) {f['load'].split()[0]}" for f in run["figures"][:6])
+            + f", (g) {run['figures'][-1]['load'].split()[0]}"
+            for database, run in results["runs"].items()
+        )
+        + ".",
+        "",
         f"![latency distributions, run {meta['label']}]({chart_path.relative_to(DOC.parent)})",
         "",
         "<details><summary>Query plans of figure (g), as the database reported them</summary>",
@@ -264,6 +273,22 @@ def rounded(value: Any) -> Any:
     return value
 
 
+def publish(results: dict[str, Any], target: Path, write_docs: bool) -> Path:
+    """Write the results JSON and the chart under `target` and, with `write_docs`, the run's block
+    of docs/benchmarks.md; return the chart's path."""
+    label = results["label"]
+    target.mkdir(parents=True, exist_ok=True)
+    (target / f"{label}.json").write_text(json.dumps(rounded(results), separators=(",", ":")))
+    chart_path = target / f"{label}.png"
+    chart(results, chart_path)
+    if write_docs:
+        update_doc(label, doc_block(results, chart_path, results["command"]))
+        print(f"\nbench: wrote {DOC.relative_to(ROOT)} (block '{label}'), {chart_path}")
+    else:
+        print(f"\nbench: results {target / (label + '.json')}, chart {chart_path}")
+    return chart_path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -272,15 +297,31 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--label", default=None)
     parser.add_argument("--no-docs", action="store_true", help="print the table only")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        help="measure nothing: redraw the chart and the doc block of a saved run (its JSON)",
+    )
     options = parser.parse_args()
+    if options.render:
+        results = json.loads(options.render.read_text())
+        options.render = options.render.resolve()
+        print(table(results))
+        publish(results, options.render.parent, write_docs=not options.no_docs)
+        return
     write_docs = not options.no_docs and (not options.quick or options.label is not None)
     label = options.label or ("quick" if options.quick else "latest")
+    command = "make bench" + (f" ARGS='--label {label}'" if label != "latest" else "")
+    if options.quick:
+        command = f"make bench ARGS='--quick --label {label}'"
 
     var = Path(tempfile.mkdtemp(prefix="warden-bench-run-"))
     var.chmod(0o755)  # the PostgreSQL cluster runs as the postgres user, below this directory
     started = time.monotonic()
     results: dict[str, Any] = {
         "label": label,
+        "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "quick": options.quick,
         "cpus": os.cpu_count(),
@@ -301,20 +342,9 @@ def main() -> None:
     print(table(results))
     print()
     print(legend(results))
-    target = (ROOT / "docs" / "bench") if write_docs else var
-    target.mkdir(parents=True, exist_ok=True)
-    (target / f"{label}.json").write_text(json.dumps(rounded(results), separators=(",", ":")))
-    chart_path = target / f"{label}.png"
-    chart(results, chart_path)
+    publish(results, (ROOT / "docs" / "bench") if write_docs else var, write_docs)
     if write_docs:
-        command = "make bench" + (f" ARGS='--label {label}'" if label != "latest" else "")
-        if options.quick:
-            command = f"make bench ARGS='--quick --label {label}'"
-        update_doc(label, doc_block(results, chart_path, command))
-        print(f"\nbench: wrote {DOC.relative_to(ROOT)} (block '{label}'), {chart_path}")
         shutil.rmtree(var, ignore_errors=True)
-    else:
-        print(f"\nbench: results {target / (label + '.json')}, chart {chart_path}")
     print(f"bench: {results['elapsed_s'] / 60:.1f} min, load {results['load_after']}")
 
 
