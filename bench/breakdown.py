@@ -340,34 +340,114 @@ def gunicorn_sweep(stack: Any, quick: bool) -> None:
 
 
 def load_sweep(stack: Any, quick: bool) -> None:
-    """Figure (e)'s levers: the health list idle and while 4 sleeping + 2 CPU-bound jobs run,
-    with the web and the worker children at equal priority or the worker niced."""
+    """Figure (e)'s levers: the health list idle and while 4 sleeping + 2 CPU-bound jobs run, with
+    gunicorn gthread or sync, and the worker at the web's priority or below it. The worker runs in
+    a session of its own; with autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled) a
+    process's nice value counts only inside its session, so its session's autogroup nice is what
+    lowers it against the web (`nice -n 10` is measured too, to show that)."""
     from bench.figures import under_load
     from bench.stack import PYTHON
 
     seconds = 3 if quick else 8
     say(
         f"\n## health list idle vs under load (4 sleeping + 2 CPU-bound jobs, worker -c 6), "
-        f"wrk -c 16 {seconds} s"
+        f"wrk -c 16 {seconds} s; autogroup scheduling "
+        f"{Path('/proc/sys/kernel/sched_autogroup_enabled').read_text().strip()}"
     )
     head = f"{'idle req/s':>11}{'p99':>8}{'loaded req/s':>14}{'p99':>8}"
-    say(f"  {'gunicorn':<16}{'worker':<18}{head}")
-    for label, web, nice in (
-        ("gthread 2x16", {"worker_class": "gthread", "workers": 2, "threads": 16}, 0),
-        ("gthread 2x16", {"worker_class": "gthread", "workers": 2, "threads": 16}, 10),
-        ("sync 2", {"worker_class": "sync", "workers": 2}, 0),
-        ("sync 2", {"worker_class": "sync", "workers": 2}, 10),
+    say(f"  {'gunicorn':<16}{'worker':<26}{head}")
+    gthread = {"worker_class": "gthread", "workers": 2, "threads": 16}
+    sync = {"worker_class": "sync", "workers": 2}
+    for label, web, how in (
+        ("gthread 2x16", gthread, "same priority"),
+        ("gthread 2x16", gthread, "nice -n 10"),
+        ("gthread 2x16", gthread, "autogroup nice 10"),
+        ("sync 2", sync, "same priority"),
+        ("sync 2", sync, "autogroup nice 10"),
     ):
-        launcher = ["nice", "-n", str(nice), PYTHON, "-m", "celery"] if nice else None
-        stack.start_worker(concurrency=6, name="load", launcher=launcher)
+        launcher = ["nice", "-n", "10", PYTHON, "-m", "celery"] if how == "nice -n 10" else None
+        worker = stack.start_worker(concurrency=6, name="load", launcher=launcher)
+        if how == "autogroup nice 10":
+            Path(f"/proc/{worker.pid}/autogroup").write_text("10")
         port = stack.start_web(**web)
         url = f"http://127.0.0.1:{port}/v1/plugins"
         wrk(url, seconds=1)
         idle, loaded = under_load(url, seconds)
         say(
-            f"  {label:<16}{'nice ' + str(nice):<18}{idle['rps']:>11,.0f}{idle['p99_ms']:>8.1f}"
+            f"  {label:<16}{how:<26}{idle['rps']:>11,.0f}{idle['p99_ms']:>8.1f}"
             f"{loaded['rps']:>14,.0f}{loaded['p99_ms']:>8.1f}"
         )
+    stack.start_worker(concurrency=2)
+    stack.start_web()
+
+
+def sched_ms(pid: int) -> tuple[float, float]:
+    """(ms on a CPU, ms runnable but waiting for one) of all threads of `pid` so far."""
+    run = wait = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            on_cpu, waiting, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+        except (OSError, ValueError):
+            continue
+        run += int(on_cpu)
+        wait += int(waiting)
+    return run / 1e6, wait / 1e6
+
+
+def priority_probe(stack: Any, quick: bool) -> None:
+    """Serial health-list requests to one gunicorn worker while 4 sleeping + 2 CPU-bound jobs run:
+    the time it spends on a CPU and waiting for one (schedstat), with the worker at the web's
+    priority, `nice -n 10`, or its session's autogroup at nice 10; two rounds."""
+    import tempfile
+
+    import psutil
+
+    from bench.stack import PYTHON
+    from execution_app.models import Job
+    from execution_app.services import job_submit
+
+    n = 10 if quick else 40
+    port = stack.start_web(workers=1)
+    http = Http(port)
+    web_pid = psutil.Process(stack.web.pid).children()[0].pid
+    say(
+        f"\n## one gunicorn worker's scheduling while 4 sleeping + 2 CPU-bound jobs run "
+        f"({n} serial health-list requests per row, p50)"
+    )
+    for _ in range(2):
+        for how in ("same priority", "nice -n 10", "autogroup nice 10"):
+            launcher = ["nice", "-n", "10", PYTHON, "-m", "celery"] if how == "nice -n 10" else None
+            worker = stack.start_worker(concurrency=6, name="prio", launcher=launcher)
+            if how == "autogroup nice 10":
+                Path(f"/proc/{worker.pid}/autogroup").write_text("10")
+            stop = Path(tempfile.mkdtemp(prefix="warden-bench-load-")) / "stop"
+            args = {"seconds": 280, "stop_file": str(stop)}
+            ids = [
+                job_submit(plugin_name="bench_load", tool=tool, args=args).pk
+                for tool in ("sleep",) * 4 + ("burn",) * 2
+            ]
+            try:
+                while Job.objects.filter(pk__in=ids, status="RUNNING").count() < 6:
+                    time.sleep(0.05)
+                latency, on_cpu, waiting = [], [], []
+                for _ in range(n):
+                    cpu0, wait0 = sched_ms(web_pid)
+                    started = time.perf_counter()
+                    http.ok("GET", "/v1/plugins")
+                    latency.append((time.perf_counter() - started) * 1000)
+                    cpu1, wait1 = sched_ms(web_pid)
+                    on_cpu.append(cpu1 - cpu0)
+                    waiting.append(wait1 - wait0)
+            finally:
+                stop.touch()
+                while Job.objects.filter(pk__in=ids, status__in=["PENDING", "RUNNING"]).exists():
+                    time.sleep(0.05)
+                shutil.rmtree(stop.parent, ignore_errors=True)
+            say(
+                f"  worker {how:<18} latency {med(latency):6.1f} ms (p90 "
+                f"{percentile(latency, 90):6.1f}); on a CPU {med(on_cpu):5.1f} ms, waiting for one "
+                f"{med(waiting):6.1f} ms; load {load_average()}"
+            )
     stack.start_worker(concurrency=2)
     stack.start_web()
 
@@ -504,7 +584,11 @@ def warm_up(http: Http) -> None:
     timed_parallel(echo, 96, 16)
 
 
-def one_database(database_url: str | None, quick: bool, out: Path, sweeps: bool) -> None:
+def one_database(
+    database_url: str | None, quick: bool, out: Path, *, breakdowns: bool, sweeps: bool
+) -> None:
+    """Per-request/per-task breakdowns and cProfile (`breakdowns`), configuration sweeps
+    (`sweeps`), on one database; the report goes to `out`."""
     from bench.figures import make_plugins
     from bench.stack import PYTHON, Stack
 
@@ -519,71 +603,73 @@ def one_database(database_url: str | None, quick: bool, out: Path, sweeps: bool)
     say(f"# {connection.vendor}: load {load_average()}, {n} requests per kind")
     try:
         stack.start([make_plugins(stack.var / "plugins", 50)])
-        stack.start_worker(concurrency=2, launcher=launcher)
-        port = stack.start_web(app=INSTRUMENTED_APP)
-        http = Http(port, stack.token)
-        warm_up(http)
-        job_id = str(Job.objects.filter(status="SUCCESS").values_list("pk", flat=True)[0])
-        # (name, method, path, body, token): public endpoints are called without a token, as
-        # an operator's dashboard (and wrk in bench/figures.py) calls them.
-        kinds = [
-            ("sync echo", "POST", "/v1/analyze-execution", ECHO, True),
-            ("health list", "GET", "/v1/plugins", None, False),
-            ("one health record", "GET", "/v1/plugins/echo/health", None, False),
-            ("job detail (token)", "GET", f"/v1/jobs/{job_id}", None, True),
-            ("job list (token)", "GET", "/v1/jobs", None, True),
-            ("trivial DRF view", "GET", "/bench/trivial", None, False),
-            ("trivial DRF view + token", "GET", "/bench/trivial-auth", None, True),
-            ("trivial Django view", "GET", "/bench/trivial-django", None, False),
-        ]
-        mode = re.findall(r"job containment: (\S+)", stack.worker.log_text())
-        say(f"worker containment: {mode[-1] if mode else 'unknown'}")
-        results = {}
-        for name, method, path, body, auth in kinds:
-            results[name] = request_breakdown(http, name, method, path, body, n, auth)
-        echo_ids = {t["job_id"] for t in results["sync echo"]["traces"]}
-        tasks = task_breakdown(profile_dir, echo_ids)
-        timeline(results["sync echo"], tasks)
-        say(
-            f"\n## containment scope in situ: ToolRun enter+exit p50 {tasks['scope_p50']:.3f} ms "
-            f"(p90 {tasks['scope_p90']:.3f} ms), mode "
-            f"{os.environ.get('WARDEN_CONTAINMENT', 'auto')}"
-        )
+        if breakdowns:
+            stack.start_worker(concurrency=2, launcher=launcher)
+            port = stack.start_web(app=INSTRUMENTED_APP)
+            http = Http(port, stack.token)
+            warm_up(http)
+            job_id = str(Job.objects.filter(status="SUCCESS").values_list("pk", flat=True)[0])
+            # (name, method, path, body, token): public endpoints are called without a token, as
+            # an operator's dashboard (and wrk in bench/figures.py) calls them.
+            kinds = [
+                ("sync echo", "POST", "/v1/analyze-execution", ECHO, True),
+                ("health list", "GET", "/v1/plugins", None, False),
+                ("one health record", "GET", "/v1/plugins/echo/health", None, False),
+                ("job detail (token)", "GET", f"/v1/jobs/{job_id}", None, True),
+                ("job list (token)", "GET", "/v1/jobs", None, True),
+                ("trivial DRF view", "GET", "/bench/trivial", None, False),
+                ("trivial DRF view + token", "GET", "/bench/trivial-auth", None, True),
+                ("trivial Django view", "GET", "/bench/trivial-django", None, False),
+            ]
+            mode = re.findall(r"job containment: (\S+)", stack.worker.log_text())
+            say(f"worker containment: {mode[-1] if mode else 'unknown'}")
+            results = {}
+            for name, method, path, body, auth in kinds:
+                results[name] = request_breakdown(http, name, method, path, body, n, auth)
+            echo_ids = {t["job_id"] for t in results["sync echo"]["traces"]}
+            tasks = task_breakdown(profile_dir, echo_ids)
+            timeline(results["sync echo"], tasks)
+            say(
+                "\n## containment scope in situ: ToolRun enter+exit p50 "
+                f"{tasks['scope_p50']:.3f} ms (p90 {tasks['scope_p90']:.3f} ms), mode "
+                f"{os.environ.get('WARDEN_CONTAINMENT', 'auto')}"
+            )
 
-        # cProfile: one sync gunicorn worker, one worker child.
-        for f in profile_dir.glob("*"):
-            f.unlink()
-        cprofile = {"WARDEN_BENCH_CPROFILE": "1"}
-        stack.start_worker(concurrency=1, launcher=launcher, env=cprofile)
-        port = stack.start_web(
-            app=INSTRUMENTED_APP, worker_class="sync", workers=1, access_log=False, env=cprofile
-        )
-        http = Http(port, stack.token)
-        per = 50 if quick else 200
-        for _, method, path, body, auth in kinds[:4] + kinds[5:6]:
-            for _ in range(per):
-                http.request(method, path, body, auth=auth)
-        http.request("GET", "/__bench/dump")
-        for kind, label in (
-            ("v1_analyze-execution", "sync echo (web)"),
-            ("v1_plugins", "health list"),
-            ("v1_plugins_echo_health", "one health record"),
-            ("job-detail", "job detail"),
-            ("bench_trivial", "trivial DRF view"),
-        ):
-            profile_summary(sorted(profile_dir.glob(f"web-{kind}-*.prof")), label, per)
-        # The worker child writes its profile every 10 tasks: per calls were sent.
-        files = sorted(profile_dir.glob("worker-*.prof"))
-        profile_summary(
-            files, "run_job(echo) in the worker child (first task loads the plugin)", per
-        )
+            # cProfile: one sync gunicorn worker, one worker child.
+            for f in profile_dir.glob("*"):
+                f.unlink()
+            cprofile = {"WARDEN_BENCH_CPROFILE": "1"}
+            stack.start_worker(concurrency=1, launcher=launcher, env=cprofile)
+            port = stack.start_web(
+                app=INSTRUMENTED_APP, worker_class="sync", workers=1, access_log=False, env=cprofile
+            )
+            http = Http(port, stack.token)
+            per = 50 if quick else 200
+            for _, method, path, body, auth in kinds[:4] + kinds[5:6]:
+                for _ in range(per):
+                    http.request(method, path, body, auth=auth)
+            http.request("GET", "/__bench/dump")
+            for kind, label in (
+                ("v1_analyze-execution", "sync echo (web)"),
+                ("v1_plugins", "health list"),
+                ("v1_plugins_echo_health", "one health record"),
+                ("job-detail", "job detail"),
+                ("bench_trivial", "trivial DRF view"),
+            ):
+                profile_summary(sorted(profile_dir.glob(f"web-{kind}-*.prof")), label, per)
+            # The worker child writes its profile every 10 tasks: per calls were sent.
+            files = sorted(profile_dir.glob("worker-*.prof"))
+            profile_summary(
+                files, "run_job(echo) in the worker child (first task loads the plugin)", per
+            )
 
-        scope_tree = tree_scope(stack, launcher, profile_dir, quick)
-        say(f"  ToolRun enter+exit in situ, containment tree: p50 {scope_tree:.3f} ms")
+            scope_tree = tree_scope(stack, launcher, profile_dir, quick)
+            say(f"  ToolRun enter+exit in situ, containment tree: p50 {scope_tree:.3f} ms")
         if sweeps:
             stack.start_worker(concurrency=2)
             gunicorn_sweep(stack, quick)
             load_sweep(stack, quick)
+            priority_probe(stack, quick)
             worker_sweep(stack, quick)
             probe_ladder(quick)
             in_process(stack.token, quick)
@@ -623,12 +709,21 @@ def main() -> None:
     parser.add_argument(
         "--no-sweeps", action="store_true", help="per-request/per-task breakdowns only"
     )
+    parser.add_argument(
+        "--only-sweeps", action="store_true", help="configuration sweeps only (first database)"
+    )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one database
     parser.add_argument("--database-url", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--sweeps", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one:
-        one_database(options.database_url, options.quick, Path(options.one), options.sweeps)
+        one_database(
+            options.database_url,
+            options.quick,
+            Path(options.one),
+            breakdowns=not options.only_sweeps,
+            sweeps=options.sweeps,
+        )
         return
 
     from bench.run import create_databases, postgres
@@ -643,6 +738,10 @@ def main() -> None:
             command.append("--quick")
         if not texts and not options.no_sweeps:  # configuration sweeps: first database only
             command.append("--sweeps")
+        if options.only_sweeps:
+            if texts:
+                break
+            command.append("--only-sweeps")
         if database == "postgresql":
             url = postgres(var, "start")
             if url is None:
