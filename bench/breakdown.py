@@ -345,8 +345,8 @@ def load_sweep(stack: Any, quick: bool) -> None:
     a session of its own; with autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled) a
     process's nice value counts only inside its session, so its session's autogroup nice is what
     lowers it against the web (`nice -n 10` is measured too, to show that)."""
-    from bench.benchstack import PYTHON
     from bench.figures import under_load
+    from bench.stack import PYTHON
 
     seconds = 3 if quick else 8
     say(
@@ -402,7 +402,7 @@ def priority_probe(stack: Any, quick: bool) -> None:
 
     import psutil
 
-    from bench.benchstack import PYTHON
+    from bench.stack import PYTHON
     from execution_app.models import Job
     from execution_app.services import job_submit
 
@@ -486,7 +486,7 @@ def probe_ladder(quick: bool) -> None:
     """Figure (f): what one probe costs over a bare interpreter, step by step (serial)."""
     import subprocess
 
-    from bench.benchstack import PYTHON
+    from bench.stack import PYTHON
     from plugins_app.probe import ProbeSpec, probe_one
 
     n = 5 if quick else 30
@@ -589,11 +589,13 @@ def one_database(
 ) -> None:
     """Per-request/per-task breakdowns and cProfile (`breakdowns`), configuration sweeps
     (`sweeps`), on one database; the report goes to `out`."""
-    from bench.benchstack import PYTHON, Stack
     from bench.figures import make_plugins
+    from bench.stack import PYTHON, Stack
 
     profile_dir = Path(tempfile.mkdtemp(prefix="warden-bench-prof-"))
-    stack = Stack(database_url=database_url, env={"WARDEN_BENCH_OUT": str(profile_dir)})
+    stack = Stack(
+        database_url=database_url, env={"WARDEN_BENCH_OUT": str(profile_dir)}, bench_views=True
+    )
     from django.db import connection
 
     from execution_app.models import Job
@@ -602,7 +604,7 @@ def one_database(
     launcher = [PYTHON, str(ROOT / "bench" / "instrument.py")]
     say(f"# {connection.vendor}: load {load_average()}, {n} requests per kind")
     try:
-        stack.start([make_plugins(stack.var / "plugins", 50)])
+        stack.prepare([make_plugins(stack.var / "plugins", 50)])
         if breakdowns:
             stack.start_worker(concurrency=2, launcher=launcher)
             port = stack.start_web(app=INSTRUMENTED_APP)
@@ -674,7 +676,7 @@ def one_database(
             probe_ladder(quick)
             in_process(stack.token, quick)
     finally:
-        stack.close()
+        stack.stop()
         shutil.rmtree(profile_dir, ignore_errors=True)
     out.write_text("\n".join(LINES))
 
@@ -726,10 +728,9 @@ def main() -> None:
         )
         return
 
-    from bench.run import create_databases, postgres
+    from bench.stack import postgres_databases
 
     var = Path(tempfile.mkdtemp(prefix="warden-bench-prof-run-"))
-    var.chmod(0o755)
     texts = []
     for database in options.databases.split(","):
         out = var / f"{database}.txt"
@@ -743,14 +744,11 @@ def main() -> None:
                 break
             command.append("--only-sweeps")
         if database == "postgresql":
-            url = postgres(var, "start")
-            if url is None:
-                continue
-            try:
-                (main_url,) = create_databases(url, ["warden"])
-                subprocess.run([*command, "--database-url", main_url], check=True)
-            finally:
-                postgres(var, "stop")
+            with postgres_databases(var, ["warden"]) as urls:
+                if urls is None:
+                    print("breakdown: the PostgreSQL pass is skipped")
+                    continue
+                subprocess.run([*command, "--database-url", urls[0]], check=True)
         else:
             subprocess.run(command, check=True)
         texts.append(out.read_text())

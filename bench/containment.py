@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.benchstack import ROOT, Stack
+from bench.stack import RUNTIME_PLUGINS, Stack
 
 STACK = Stack(
     env={
@@ -124,11 +124,11 @@ def main() -> None:
     parser.add_argument("--modes", default="auto,tree")
     options = parser.parse_args()
     try:
-        STACK.start([ROOT / "tests" / "plugins" / "runtime"])
+        STACK.prepare([RUNTIME_PLUGINS])
         for mode in options.modes.split(","):
             measure(mode, options.runs)
     finally:
-        STACK.close()
+        STACK.stop()
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.benchstack import ROOT, Stack
 from bench.measure import timed_parallel
+from bench.stack import Stack
 
 STACK = Stack(
     env={
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     options = parser.parse_args()
 
-    STACK.start([ROOT / "tests" / "plugins" / "runtime", ROOT / "plugin_packages"])
+    STACK.prepare()
     from execution_app.models import Job
     from execution_app.tasks import ping
     from plugins_app.models import PluginRecord
@@ -180,7 +180,7 @@ def main() -> None:
                 f"(max overshoot {100 * (max(peaks) - 200) / 200:.1f} %)"
             )
     finally:
-        STACK.close()
+        STACK.stop()
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.benchstack import BENCH_PLUGINS, PYTHON, ROOT, Stack
 from bench.measure import Http, load_average, summary, timed_parallel, wrk
+from bench.stack import BENCH_PLUGINS, PYTHON, ROOT, Stack
 
 PLUGINS = 50
 HEALTH = "/v1/plugins"  # the health list: what an operator's dashboard polls
@@ -219,7 +219,7 @@ def main() -> None:
     options = parser.parse_args()
     sizes = Sizes.pick(options.quick)
 
-    stack = Stack(database_url=options.database_url)
+    stack = Stack(database_url=options.database_url, bench_views=True)
     from django.db import connection
 
     from execution_app.models import Job
@@ -238,7 +238,7 @@ def main() -> None:
         "figures": figures,
     }
     try:
-        stack.start([make_plugins(stack.var / "plugins", PLUGINS)])
+        stack.prepare([make_plugins(stack.var / "plugins", PLUGINS)])
         from plugins_app.models import PluginRecord
 
         out["plugins"] = PluginRecord.objects.count()
@@ -401,7 +401,7 @@ def main() -> None:
                 )
             )
     finally:
-        stack.close()
+        stack.stop()
 
     # (f) plugin sync in its own process and database (bench/probe.py).
     log("(f) plugin sync of 50 plugins vs 50 bare interpreter spawns (bench/probe.py)")

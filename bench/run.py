@@ -30,37 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import load_average  # noqa: E402
+from bench.stack import postgres_databases  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
-
-
-def postgres(var: Path, action: str) -> str | None:
-    """Start the throw-away PostgreSQL cluster and return its URL (None if the machine has
-    none), or stop it."""
-    env = {**os.environ, "WARDEN_VAR_DIR": str(var)}
-    done = subprocess.run(
-        [str(ROOT / "scripts" / "postgres.sh"), action], env=env, capture_output=True, text=True
-    )
-    if action == "stop":
-        return None
-    if done.returncode == 3:
-        print(f"bench: no PostgreSQL here, its pass is skipped ({done.stderr.strip()})")
-        return None
-    if done.returncode != 0:
-        raise SystemExit(f"bench: could not start PostgreSQL: {done.stderr}")
-    return done.stdout.strip()
-
-
-def create_databases(url: str, names: list[str]) -> list[str]:
-    """Create empty databases `names` on the cluster of `url`; return their URLs."""
-    import psycopg
-
-    server, _, _ = url.rpartition("/")
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    return [f"{server}/{name}" for name in names]
 
 
 def run_database(database: str, var: Path, quick: bool) -> dict[str, Any] | None:
@@ -70,15 +43,13 @@ def run_database(database: str, var: Path, quick: bool) -> dict[str, Any] | None
     if quick:
         command.append("--quick")
     if database == "postgresql":
-        url = postgres(var, "start")
-        if url is None:
-            return None
-        try:
-            main_url, probe_url = create_databases(url, ["warden", "warden_probe"])
+        with postgres_databases(var, ["warden", "warden_probe"]) as urls:
+            if urls is None:
+                print("bench: the PostgreSQL pass is skipped")
+                return None
+            main_url, probe_url = urls
             command += ["--database-url", main_url, "--probe-database-url", probe_url]
             subprocess.run(command, check=True, cwd=ROOT)
-        finally:
-            postgres(var, "stop")
     else:
         subprocess.run(command, check=True, cwd=ROOT)
     return json.loads(out.read_text())
@@ -317,7 +288,6 @@ def main() -> None:
         command = f"make bench ARGS='--quick --label {label}'"
 
     var = Path(tempfile.mkdtemp(prefix="warden-bench-run-"))
-    var.chmod(0o755)  # the PostgreSQL cluster runs as the postgres user, below this directory
     started = time.monotonic()
     results: dict[str, Any] = {
         "label": label,
