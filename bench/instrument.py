@@ -149,6 +149,7 @@ def patch_web() -> None:
     import execution_app.selectors as execution_selectors
     import execution_app.services as execution_services
     import plugins_app.apis as plugin_apis
+    import plugins_app.selectors as plugin_selectors
 
     patch(views.APIView, "dispatch", "view: APIView.dispatch")
     patch(views.APIView, "initial", "view: initial (auth, permissions, negotiation)")
@@ -165,9 +166,11 @@ def patch_web() -> None:
     patch(execution_services, "job_create", "analyze: job_create (INSERT)")
     patch(execution_services, "job_dispatch", "analyze: job_dispatch (Redis)")
     patch(execution_services, "queue_has_live_worker", "analyze: live-worker check")
-    patch(plugin_apis, "plugin_list", "health: plugin_list")
-    patch(plugin_apis, "plugin_health", "health: plugin_health (per record)")
-    patch(plugin_apis, "plugin_get", "health: plugin_get")
+    patch(plugin_apis, "health_records", "health: health_records (cached per registry version)")
+    patch(plugin_selectors, "registry_version", "health: registry_version (every request)")
+    patch(plugin_selectors, "plugin_list", "health: plugin_list (cache miss)")
+    patch(plugin_selectors, "plugin_health", "health: plugin_health (per record, cache miss)")
+    patch(plugin_apis, "_render", "health: serializer (cache miss)")
 
     class TimedAsyncResult(execution_selectors.AsyncResult):  # type: ignore[misc,name-defined]
         def get(self, *args: Any, **kwargs: Any) -> Any:
@@ -269,7 +272,7 @@ def patch_worker() -> None:
     import plugins_app.services as plugin_services
 
     patch(tasks, "job_claim", "task: job_claim (UPDATE + SELECT)")
-    patch(runner, "plugin_admit", "task: plugin_admit")
+    patch(runner, "plugin_admit_here", "task: plugin_admit_here")
     patch(runner, "tool_resolve", "task: tool_resolve")
     patch(runner, "args_validate", "task: args_validate (JSON Schema)")
     patch(runner.ToolRunner, "_instance", "task: plugin instance (cached)")
