@@ -16,7 +16,7 @@ MYPY_TARGETS := project plugins_app execution_app ops_app warden manage.py
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export WARDEN_VENV := $(abspath $(VENV))
 
-.PHONY: help venv install system-deps run test fuzz load lint screenshots clean
+.PHONY: help venv install system-deps run test fuzz load bench bench-profile lint screenshots clean
 
 help:
 	@echo "make run          install what is missing, then run Redis + gunicorn + Celery worker/beat"
@@ -24,8 +24,11 @@ help:
 	@echo "make fuzz [ARGS=...]  schemathesis against a whole running stack (>= 5,000 cases)"
 	@echo "make load [ARGS=...]  50 clients for 60 s of mixed traffic and faults, SQLite then PostgreSQL"
 	@echo "make lint         ruff check, ruff format --check, mypy"
+	@echo "make bench [ARGS=...]  every figure of docs/benchmarks.md with its baseline, SQLite + PostgreSQL"
+	@echo "                  (ARGS=--quick or BENCH_QUICK=1: a short smoke run; ARGS='--label before')"
+	@echo "make bench-profile [ARGS=...]  where the time goes: per-request/per-task breakdowns, SQL"
 	@echo "make venv         create/refresh $(VENV) from $(LOCK) (only when the lock changed)"
-	@echo "make system-deps  apt-get install redis-server, tesseract-ocr, chromium(-driver) when missing"
+	@echo "make system-deps  apt-get install redis-server, tesseract-ocr, chromium(-driver), wrk when missing"
 	@echo "make screenshots  refresh docs/screenshots/ with the admin browser test"
 	@echo "make clean        stop the dev Redis, delete var/ runtime files and tool caches"
 
@@ -69,13 +72,15 @@ system-deps:
 	# The admin's browser test (tests/ops_app/test_browser.py) drives a headless Chromium.
 	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 	command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+	# make bench drives its HTTP figures with wrk.
+	command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 	if ! { [ -x "$(PY)" ] && "$(PY)" -c 'import sys' 2>/dev/null; } \
 	    && ! python3.11 -c 'import ensurepip, venv' >/dev/null 2>&1 \
 	    && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
 	    missing+=(python3 python3-venv)
 	fi
 	if [ "$${#missing[@]}" -eq 0 ]; then
-	    echo "System packages present (redis-server, tesseract, chromium, chromedriver)"
+	    echo "System packages present (redis-server, tesseract, chromium, chromedriver, wrk)"
 	    exit 0
 	fi
 	if ! command -v apt-get >/dev/null 2>&1; then
@@ -125,6 +130,14 @@ lint: venv
 screenshots: system-deps venv
 	@WARDEN_SCREENSHOTS_DIR="$(CURDIR)/docs/screenshots" WARDEN_TEST_POSTGRES=0 \
 	    exec scripts/test.sh tests/ops_app/test_browser.py
+
+# Benchmarks (docs/benchmarks.md): they start their own Redis, worker, gunicorn and (when the
+# machine has PostgreSQL server binaries) a throw-away PostgreSQL cluster.
+bench: system-deps venv
+	@"$(PY)" bench/run.py $(ARGS)
+
+bench-profile: system-deps venv
+	@"$(PY)" bench/breakdown.py $(ARGS)
 
 # Runtime state only (database, Redis dir, static files, uploads, generated admin password, beat
 # schedule) under ./var, plus tool caches. The venv is kept.

@@ -10,34 +10,27 @@ Starts its own Redis and a prefork worker (2 children) per mechanism, runs the `
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-VAR = Path(tempfile.mkdtemp(prefix="warden-bench-"))
-os.environ.update(
-    DJANGO_SETTINGS_MODULE="project.settings",
-    WARDEN_VAR_DIR=str(VAR),
-    WARDEN_SYNC_ON_WORKER_START="0",
-    WARDEN_HARD_GRACE_S="1",
-    WARDEN_LOG_LEVEL="WARNING",
-    WARDEN_QUARANTINE_AFTER="100000",  # the runs fail the same plugins on purpose
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stack import RUNTIME_PLUGINS, Stack
+
+STACK = Stack(
+    env={
+        "WARDEN_HARD_GRACE_S": "1",
+        "WARDEN_LOG_LEVEL": "WARNING",
+        "WARDEN_QUARANTINE_AFTER": "100000",  # the runs fail the same plugins on purpose
+    }
 )
+VAR = STACK.var
 
-from tests.harness import free_port, process_env, start_redis, start_worker, wait_until  # noqa: E402
-
-os.environ["WARDEN_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
-
-import django  # noqa: E402
-
-django.setup()
 import psutil  # noqa: E402
-from django.core.management import call_command  # noqa: E402
+
+from tests.harness import wait_until  # noqa: E402
 
 LIMIT_MB = 200
 
@@ -76,17 +69,7 @@ def run(plugin: str, tool: str, args: dict, *, cancel_after_helper: bool = False
 
 
 def measure(mode: str, runs: int) -> None:
-    env = process_env(
-        {
-            "WARDEN_REDIS_URL": os.environ["WARDEN_REDIS_URL"],
-            "WARDEN_VAR_DIR": str(VAR),
-            "WARDEN_HARD_GRACE_S": "1",
-            "WARDEN_LOG_LEVEL": "WARNING",
-            "WARDEN_QUARANTINE_AFTER": "100000",
-            "WARDEN_CONTAINMENT": mode,
-        }
-    )
-    worker = start_worker(env, VAR / f"worker-{mode}.log", name=f"bench-{mode}", concurrency=2)
+    STACK.start_worker(concurrency=2, name=f"bench-{mode}", env={"WARDEN_CONTAINMENT": mode})
     try:
         _, _, _ = run("spawner", "ok", {})  # children load the plugins
         rows = []
@@ -132,7 +115,7 @@ def measure(mode: str, runs: int) -> None:
                 f"max {max(lates) * 1000:6.0f} ms after the job's end"
             )
     finally:
-        worker.stop()
+        STACK.stop_worker()
 
 
 def main() -> None:
@@ -140,16 +123,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--modes", default="auto,tree")
     options = parser.parse_args()
-    redis = start_redis(int(os.environ["WARDEN_REDIS_URL"].rsplit(":", 1)[1].split("/")[0]), VAR)
     try:
-        call_command("migrate", verbosity=0)
-        from plugins_app.services import plugin_sync
-
-        plugin_sync(plugin_dirs=[ROOT / "tests" / "plugins" / "runtime"])
+        STACK.prepare([RUNTIME_PLUGINS])
         for mode in options.modes.split(","):
             measure(mode, options.runs)
     finally:
-        redis.stop()
+        STACK.stop()
 
 
 if __name__ == "__main__":

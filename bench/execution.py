@@ -8,72 +8,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-VAR = Path(tempfile.mkdtemp(prefix="warden-bench-"))
-os.environ.update(
-    DJANGO_SETTINGS_MODULE="project.settings",
-    WARDEN_VAR_DIR=str(VAR),
-    WARDEN_SYNC_ON_WORKER_START="0",
-    WARDEN_HARD_GRACE_S="1",
-    WARDEN_LOG_LEVEL="WARNING",
-    WARDEN_QUARANTINE_AFTER="100000",  # the limit runs crash the same plugin on purpose
-)
-os.environ.setdefault("DJANGO_SECRET_KEY", "warden-bench-" + "s3cr3t-" * 8)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import (  # noqa: E402
-    free_port,
-    process_env,
-    start_gunicorn,
-    start_redis,
-    start_worker,
-    wait_until,
+from bench.measure import timed_parallel
+from bench.stack import Stack
+
+STACK = Stack(
+    env={
+        "WARDEN_HARD_GRACE_S": "1",
+        "WARDEN_LOG_LEVEL": "WARNING",
+        "WARDEN_QUARANTINE_AFTER": "100000",  # the limit runs crash the same plugin on purpose
+    }
 )
 
-REDIS_PORT = free_port()
-os.environ["WARDEN_REDIS_URL"] = f"redis://127.0.0.1:{REDIS_PORT}/0"
-
-import django  # noqa: E402
-
-django.setup()
-from django.core.management import call_command  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def timed_parallel(fn, total: int, concurrency: int) -> tuple[list[float], float]:
-    """Run `fn` `total` times on `concurrency` threads; return latencies (s) and wall time (s)."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(total))
-
-    def worker() -> None:
-        for _ in counter:
-            started = time.perf_counter()
-            fn()
-            with lock:
-                latencies.append(time.perf_counter() - started)
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies, time.perf_counter() - started
+from tests.harness import wait_until  # noqa: E402
 
 
 def main() -> None:
@@ -82,30 +37,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     options = parser.parse_args()
 
-    redis = start_redis(REDIS_PORT, VAR / "redis")
-    call_command("migrate", verbosity=0)
-    from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
-
+    STACK.prepare()
     from execution_app.models import Job
     from execution_app.tasks import ping
     from plugins_app.models import PluginRecord
-    from plugins_app.services import plugin_sync
 
-    plugin_sync(plugin_dirs=[ROOT / "tests" / "plugins" / "runtime", ROOT / "plugin_packages"])
-    token = Token.objects.create(user=User.objects.create_user("bench")).key
-    env = process_env(
-        {
-            "WARDEN_REDIS_URL": os.environ["WARDEN_REDIS_URL"],
-            "WARDEN_VAR_DIR": str(VAR),
-            "WARDEN_HARD_GRACE_S": "1",
-            "WARDEN_LOG_LEVEL": "WARNING",
-            "WARDEN_QUARANTINE_AFTER": "100000",
-        }
-    )
-    port = free_port()
-    worker = start_worker(env, VAR / "worker.log", name="bench", concurrency=2)
-    web = start_gunicorn(env, VAR / "gunicorn.log", port)
+    token = STACK.token
+    STACK.start_worker(concurrency=2)
+    port = STACK.start_web(access_log=False)
     base = f"http://127.0.0.1:{port}"
 
     def analyze(body: dict, timeout: float = 60) -> tuple[int, dict]:
@@ -159,16 +98,9 @@ def main() -> None:
             ("Warden echo, services, no HTTP", in_process),
             ("HTTP floor: GET /v1/jobs/{id}", http_floor),
         ):
-            serial, _ = timed_parallel(fn, options.requests, 1)
-            _, wall = timed_parallel(fn, options.requests, options.concurrency)
-            rows.append(
-                (
-                    label,
-                    statistics.median(serial) * 1000,
-                    percentile(serial, 99) * 1000,
-                    options.requests / wall,
-                )
-            )
+            serial = timed_parallel(fn, options.requests, 1)
+            parallel = timed_parallel(fn, options.requests, options.concurrency)
+            rows.append((label, serial["p50_ms"], serial["p99_ms"], parallel["rate"]))
         print(f"{'path':<32}{'p50 ms':>9}{'p99 ms':>9}{'jobs/s':>9}")
         for label, p50, p99, rate in rows:
             print(f"{label:<32}{p50:>9.2f}{p99:>9.2f}{rate:>9.1f}")
@@ -230,19 +162,25 @@ def main() -> None:
             ("GPU-style plugin: watchdog thread only", True),
         ):
             PluginRecord.objects.filter(name="faulty").update(requires_gpu=gpu)
-            peaks = []
+            peaks, kinds = [], set()
             for _ in range(5):
                 _, body = analyze({"plugin": "faulty", "tool": "alloc"})
                 assert body["error"]["type"] == "MemoryLimitExceeded", body
-                peaks.append(float(body["error"]["details"]["peak_mb"]))
+                details = body["error"]["details"]
+                kinds.add(details["kind"])
+                if details["peak_mb"] is not None:  # None: the kernel's cgroup limit stopped it
+                    peaks.append(float(details["peak_mb"]))
+            stopped = f"stopped by {'/'.join(sorted(kinds))}"
+            if not peaks:
+                print(f"{label:<44} {stopped} (the kernel does not report a peak)")
+                continue
             print(
-                f"{label:<44} peak growth at stop: median {statistics.median(peaks):.0f} MB, "
-                f"max {max(peaks):.0f} MB (max overshoot {100 * (max(peaks) - 200) / 200:.1f} %)"
+                f"{label:<44} {stopped}, peak growth at stop: median "
+                f"{statistics.median(peaks):.0f} MB, max {max(peaks):.0f} MB "
+                f"(max overshoot {100 * (max(peaks) - 200) / 200:.1f} %)"
             )
     finally:
-        web.stop()
-        worker.stop()
-        redis.stop()
+        STACK.stop()
 
 
 if __name__ == "__main__":

@@ -43,8 +43,11 @@ def main() -> int:
     options = parser.parse_args()
 
     # Fuzzed input reaches the fault plugin many times: keep it accepting jobs throughout.
-    stack = Stack.configure(
-        name="fuzz", postgres=options.postgres, WARDEN_QUARANTINE_AFTER="1000000"
+    stack = Stack(
+        name="fuzz",
+        postgres=options.postgres,
+        env={"WARDEN_LOG_LEVEL": "WARNING", "WARDEN_QUARANTINE_AFTER": "1000000"},
+        keep=True,  # its logs, database and the full report
     )
     try:
         api = stack.start()
@@ -72,7 +75,7 @@ def main() -> int:
         wait_all_terminal(300)
         mismatches = counter_mismatches()
         locked = stack.logs().count("database is locked")
-        worker_alive = stack.procs["worker"].alive()
+        worker_alive = stack.worker is not None and stack.worker.alive()
         problems = [
             *(f"schemathesis: {failure}" for failure in result.failures),
             *([f"schemathesis exited with {result.exit_code}"] if result.exit_code else []),

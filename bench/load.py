@@ -188,10 +188,14 @@ def run_once(database: str, clients: int, duration: float) -> list[str]:
     """One load run on a fresh stack; returns the problems found (empty: passed)."""
     from bench.stack import Stack, report
 
-    stack = Stack.configure(
+    stack = Stack(
         name=f"load-{database}",
         postgres=database == "postgres",
-        WARDEN_QUARANTINE_AFTER="1000000",  # the fault plugin must keep faulting
+        env={
+            "WARDEN_LOG_LEVEL": "WARNING",
+            "WARDEN_QUARANTINE_AFTER": "1000000",  # the fault plugin must keep faulting
+        },
+        keep=True,  # its logs and database, for a look after a failure
     )
     problems: list[str] = []
     try:
@@ -219,7 +223,7 @@ def run_once(database: str, clients: int, duration: float) -> list[str]:
             problems.append(f"{active_jobs()} job(s) still PENDING or RUNNING after 600 s")
         drain = time.monotonic() - drained
         final_status, final = api.call("POST", "/v1/analyze-execution", {"plugin": "echo"})
-        serving = final_status == 200 and stack.procs["worker"].alive()
+        serving = final_status == 200 and stack.worker is not None and stack.worker.alive()
         mismatches = counter_mismatches()
         spawned, survivors = _survivors(pidfile)
         if survivors:

@@ -1,10 +1,11 @@
 """Benchmark plugin_sync: 50 generated plugins (healthy and broken) against bare process spawns.
 
 Usage: python bench/probe.py [--plugins 50] [--repeat 3] [--timeout 2] [--concurrency N]
-                             [--without-hang]
+                             [--without-hang] [--database-url URL] [--json FILE]
 
 Runs the real plugin_sync (discovery, dependency checks, isolated probes, database writes) with
-project.settings on a throwaway var dir and a freshly migrated SQLite database, then spawns the
+project.settings on a throwaway var dir and a freshly migrated database (a new SQLite file, or the
+empty database `--database-url` names; `make bench` runs it on both), then spawns the
 same number of bare `python -c pass` processes with the same concurrency as the floor that process
 isolation cannot beat. Each sync also reports where its time went (discovery, dependency checks,
 isolated probes, and the database writes around them).
@@ -94,14 +95,17 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def spawn_bare(count: int, concurrency: int) -> None:
-    """Spawn `count` bare interpreters, `concurrency` at a time, as probe_many does."""
+def spawn_bare(count: int, concurrency: int) -> list[float]:
+    """Spawn `count` bare interpreters, `concurrency` at a time, as probe_many does; return each
+    spawn's duration (ms)."""
 
-    def one(_: int) -> None:
+    def one(_: int) -> float:
+        started = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
+        return (time.perf_counter() - started) * 1000
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(one, range(count)))
+        return list(pool.map(one, range(count)))
 
 
 def instrument(services: Any) -> dict[str, Any]:
@@ -147,23 +151,54 @@ def main() -> None:
         action="store_true",
         help="make the hanging plugin healthy (shows the cost without a timeout)",
     )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="an empty database to sync into (default: a fresh SQLite file in a temp dir)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     options = parser.parse_args()
+    figures = measure(
+        plugins=options.plugins,
+        repeat=options.repeat,
+        timeout=options.timeout,
+        concurrency=options.concurrency,
+        hang=not options.without_hang,
+        database_url=options.database_url,
+    )
+    if options.json:
+        options.json.write_text(json.dumps(figures))
 
+
+def measure(
+    *,
+    plugins: int,
+    repeat: int,
+    timeout: float,
+    concurrency: int | None,
+    hang: bool,
+    database_url: str | None,
+) -> dict[str, Any]:
+    """Run `repeat` syncs of `plugins` generated plugins, then the bare-spawn baseline; print
+    each and return the figures (seconds, per-probe and per-spawn durations in ms)."""
     work = Path(tempfile.mkdtemp(prefix="warden-bench-"))
-    plugins = work / "plugins"
-    counts = generate(plugins, options.plugins, not options.without_hang)
+    folder = work / "plugins"
+    counts = generate(folder, plugins, hang)
     os.environ.update(
         DJANGO_SETTINGS_MODULE="project.settings",
         WARDEN_VAR_DIR=str(work / "var"),
-        WARDEN_PLUGIN_DIRS=str(plugins),
-        WARDEN_PROBE_TIMEOUT_S=str(options.timeout),
+        WARDEN_PLUGIN_DIRS=str(folder),
+        WARDEN_PROBE_TIMEOUT_S=str(timeout),
         WARDEN_LOG_LEVEL="WARNING",
     )
-    os.environ.pop("DATABASE_URL", None)
     os.environ.pop("WARDEN_SQLITE_PATH", None)
     os.environ.setdefault("DJANGO_SECRET_KEY", "warden-bench-" + "s3cr3t-" * 8)
-    if options.concurrency:
-        os.environ["WARDEN_PROBE_CONCURRENCY"] = str(options.concurrency)
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    if concurrency:
+        os.environ["WARDEN_PROBE_CONCURRENCY"] = str(concurrency)
     (work / "var").mkdir()
     sys.path.insert(0, str(ROOT))
 
@@ -172,6 +207,7 @@ def main() -> None:
     django.setup()
     from django.conf import settings
     from django.core.management import call_command
+    from django.db import connection
 
     from plugins_app import services
     from plugins_app.models import PluginRecord
@@ -180,34 +216,43 @@ def main() -> None:
     concurrency = settings.WARDEN_PROBE_CONCURRENCY
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, probe concurrency "
-        f"{concurrency}, probe timeout {options.timeout:g} s"
+        f"{concurrency}, probe timeout {timeout:g} s, database {connection.vendor}"
     )
-    print(f"{options.plugins} plugins: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(f"{plugins} plugins: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
     phases = instrument(services)
     sync_times = []
-    for run in range(1, options.repeat + 1):
+    all_probes: list[float] = []
+    for run in range(1, repeat + 1):
         phases.clear()
         elapsed = timed(lambda: services.plugin_sync())
         sync_times.append(elapsed)
         probes = phases.pop("probe durations")
+        all_probes += probes
         split = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items())
         rest = elapsed - sum(phases.values())
         print(
-            f"sync {run}: {elapsed:.2f} s, {options.plugins / elapsed:.1f} plugins/s "
+            f"sync {run}: {elapsed:.2f} s, {plugins / elapsed:.1f} plugins/s "
             f"({split}, database and the rest {rest:.2f} s; {len(probes)} probes, median "
             f"{statistics.median(probes):.0f} ms, slowest {max(probes):.0f} ms)"
         )
     states = Counter(PluginRecord.objects.values_list("state", flat=True))
     print("states after sync: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
 
-    baseline = timed(lambda: spawn_bare(options.plugins, concurrency))
+    spawns: list[float] = []
+    baseline = timed(lambda: spawns.extend(spawn_bare(plugins, concurrency)))
     median = statistics.median(sync_times)
-    print(
-        f"baseline: {options.plugins} x `python -c pass` at concurrency {concurrency}: "
-        f"{baseline:.2f} s"
-    )
+    print(f"baseline: {plugins} x `python -c pass` at concurrency {concurrency}: {baseline:.2f} s")
     print(f"median sync / baseline: {median / baseline:.1f}x")
+    return {
+        "plugins": plugins,
+        "kinds": dict(counts),
+        "concurrency": concurrency,
+        "sync_s": sync_times,
+        "baseline_s": baseline,
+        "probe_ms": all_probes,
+        "spawn_ms": spawns,
+    }
 
 
 if __name__ == "__main__":

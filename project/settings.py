@@ -237,6 +237,10 @@ WARDEN_LOAD_TIMEOUT_S = float(os.environ.get("WARDEN_LOAD_TIMEOUT_S", str(WARDEN
 # test's stand-in for a GPU box). Never set it in a deployment: GPU jobs would run on a CPU.
 WARDEN_FAKE_GPU = env_bool("WARDEN_FAKE_GPU", False)
 
+# BENCHMARK ONLY: mount the trivial baseline views of project/bench_views.py under /bench/
+# (`make bench` sets it for its own gunicorn; never set it in a deployment).
+WARDEN_BENCH_VIEWS = env_bool("WARDEN_BENCH_VIEWS", False)
+
 # Request bodies: a base64 image is a third larger than the file it carries.
 DATA_UPLOAD_MAX_MEMORY_SIZE = WARDEN_MAX_UPLOAD_MB * 1024 * 1024 * 4 // 3 + 64 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = WARDEN_MAX_UPLOAD_MB * 1024 * 1024

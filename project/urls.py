@@ -19,6 +19,15 @@ urlpatterns = [
     path("", include("ops_app.urls")),
 ]
 
+if settings.WARDEN_BENCH_VIEWS:  # BENCHMARK ONLY (make bench): the baselines of docs/benchmarks.md
+    from project import bench_views
+
+    urlpatterns += [
+        path("bench/trivial", bench_views.BenchTrivialApi.as_view()),
+        path("bench/trivial-auth", bench_views.BenchTrivialAuthApi.as_view()),
+        path("bench/trivial-django", bench_views.bench_trivial_django),
+    ]
+
 if settings.DEBUG or os.environ.get("WARDEN_SERVE_STATIC") == "1":
     urlpatterns += staticfiles_urlpatterns()
     if not settings.DEBUG:

@@ -152,16 +152,18 @@ def start_worker(
     name: str = "test",
     concurrency: int = 2,
     queues: str = "cpu,gpu",
+    loglevel: str = "INFO",
+    launcher: list[str] | None = None,
     extra_args: tuple[str, ...] = (),
 ) -> Proc:
-    """Start a real prefork Celery worker; return once it announces its queues in Redis."""
+    """Start a real prefork Celery worker; return once it announces its queues in Redis.
+
+    `launcher` replaces `python -m celery` (the benchmarks start an instrumented worker)."""
     import redis
 
     proc = Proc(
         [
-            PYTHON,
-            "-m",
-            "celery",
+            *(launcher or [PYTHON, "-m", "celery"]),
             "-A",
             "project",
             "worker",
@@ -174,7 +176,7 @@ def start_worker(
             "-n",
             f"{name}@%h",
             "-l",
-            "INFO",
+            loglevel,
             "--without-gossip",
             "--without-mingle",
             *extra_args,
@@ -221,30 +223,34 @@ def start_beat(env: dict[str, str], log: Path) -> Proc:
     return proc
 
 
-def start_gunicorn(env: dict[str, str], log: Path, port: int, threads: int = 16) -> Proc:
-    """Start gunicorn as `make run` does and wait until it answers."""
+def start_gunicorn(
+    env: dict[str, str],
+    log: Path,
+    port: int,
+    threads: int | None = None,
+    *,
+    app: str = "project.wsgi:application",
+    worker_class: str | None = None,
+    workers: int | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Proc:
+    """Start gunicorn as `make run` does and wait until it answers: from the repository root, so
+    that gunicorn.conf.py sets the worker model (gthread, WARDEN_WEB_WORKERS x WARDEN_WEB_THREADS,
+    timeout 120) and Warden's middleware writes the access log. `worker_class`, `workers` and
+    `threads` override the configuration when given (the benchmarks vary them)."""
     import urllib.request
 
-    proc = Proc(
-        [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "project.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            str(threads),
-            "--timeout",
-            "120",
-        ],
-        env=env,
-        log=log,
-    )
+    if worker_class == "sync" and threads is None:
+        threads = 1  # gunicorn runs a sync worker with more threads (the config's) as gthread
+    args = [PYTHON, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}"]
+    for option, value in (
+        ("--worker-class", worker_class),
+        ("--workers", workers),
+        ("--threads", threads),
+    ):
+        if value is not None:
+            args += [option, str(value)]
+    proc = Proc([*args, *extra_args], env=env, log=log)
 
     def up() -> bool:
         assert proc.alive(), proc.log_text()
