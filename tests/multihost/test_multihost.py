@@ -194,9 +194,7 @@ def test_it_reaps_the_job_of_a_killed_worker_host_while_the_other_host_keeps_ser
     errors_before = api.health("net_where")["error_count"]
     job_id = api.submit("net_where", "sleep", {"seconds": 60})
     hosts.wait(lambda: api.job(job_id)["status"] == "RUNNING", 30, "the job to run")
-    [(running_host,)] = hosts.sql(
-        "SELECT worker_host FROM execution_app_job WHERE id = %s", job_id
-    )
+    [(running_host,)] = hosts.sql("SELECT worker_host FROM execution_app_job WHERE id = %s", job_id)
     dead = next(w for w in hosts.workers.values() if w.hostname == running_host)
     survivor = next(w for w in hosts.workers.values() if w is not dead)
     assert dead.proc is not None
