@@ -38,8 +38,9 @@ ERRORS = {
 }
 
 
-def _submit(request: Request) -> Job:
-    """Validate the analyze request, create the job and queue it."""
+def _submit(request: Request, *, wait: bool = False) -> Job:
+    """Validate the analyze request, create the job and queue it (`wait`: for a caller that
+    waits for its end)."""
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 2**20
     length = str(request.META.get("CONTENT_LENGTH") or "0")
     size = int(length) if length.isdigit() else 0
@@ -59,6 +60,7 @@ def _submit(request: Request) -> Job:
         file_bytes=data.get("image"),
         mime_type=data.get("mime_type"),
         timeout_s=data.get("timeout_s"),
+        wait=wait,
     )
 
 
@@ -70,7 +72,7 @@ class AnalyzeApi(APIView):
     )
     def post(self, request: Request) -> Response:
         """Run a tool and wait for its result (up to the hard limit); 400 envelope on failure."""
-        job = _submit(request)
+        job = _submit(request, wait=True)
         wait = (
             job.hard_timeout_s + settings.WARDEN_LOAD_TIMEOUT_S + settings.WARDEN_SYNC_WAIT_MARGIN_S
         )

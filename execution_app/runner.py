@@ -179,16 +179,41 @@ class ToolRun:
                 self.oom_kills = self._tree.oom_kills()
 
 
+@dataclass(frozen=True)
+class JobEnd:
+    """How `ToolRunner.execute` ended a job: "SUCCESS", "FAILED", or "SKIPPED" (someone else
+    ended it first, e.g. a cancel), with a successful result of at most WARDEN_INLINE_RESULT_KB
+    (else None), as stored in the job row."""
+
+    status: str
+    result: dict[str, Any] | None = None
+    execution_time_ms: float | None = None
+
+    def message(self, *, inline: bool) -> dict[str, Any]:
+        """The task's return value. With `inline` (a synchronous caller waits for it), a small
+        successful result travels back in it too, so that the caller need not read the job row,
+        which holds it already."""
+        if not inline or self.result is None:
+            return {"status": self.status, "inline": False}
+        return {
+            "status": self.status,
+            "inline": True,
+            "result": self.result,
+            "execution_time_ms": self.execution_time_ms,
+        }
+
+
 class ToolRunner:
     """Runs one claimed job; keeps loaded plugin instances for the life of the worker child."""
 
     _loaded: dict[str, _Loaded] = {}
 
-    def execute(self, job: Job) -> bool:
-        """Run `job` (already RUNNING) to its end; return whether it succeeded. Never raises
-        for anything the plugin does (a hard kill or crash is recorded by the worker's main
-        process instead)."""
+    def execute(self, job: Job) -> JobEnd:
+        """Run `job` (already RUNNING) to its end and record it; return how it ended. Never
+        raises for anything the plugin does (a hard kill or crash is recorded by the worker's
+        main process instead)."""
         result: dict[str, Any] | None = None
+        size = 0
         error: WardenError | None = None
         trace = ""
         run: ToolRun | None = None
@@ -208,7 +233,7 @@ class ToolRunner:
             with run:
                 output = run.call(instance.run, job.tool, call_args)
             self._check_run(job, run)
-            result = output_validate(plugin, tool, output, settings.WARDEN_MAX_RESULT_MB)
+            result, size = output_validate(plugin, tool, output, settings.WARDEN_MAX_RESULT_MB)
         except BaseException as exc:
             error, trace = self._classify(job, run, exc)
         finally:
@@ -220,17 +245,24 @@ class ToolRunner:
                     plugin=job.plugin_name,
                 )
             watch = run.watch if run is not None else None
-            job_finish(
+            execution_ms = run.elapsed_s * 1000 if run is not None and watch else None
+            ended = job_finish(
                 job_id=str(job.pk),
                 result=result,
                 error=error,
                 traceback=storable_text(trace),
-                execution_ms=run.elapsed_s * 1000 if run is not None and watch else None,
+                execution_ms=execution_ms,
                 peak_memory_mb=watch.peak_growth_mb if watch is not None else None,
                 output=run.output_text if run is not None else "",
                 plugin=job.plugin,
+                job=job,
             )
-        return error is None
+        if error is not None or not ended:
+            return JobEnd("FAILED" if ended else "SKIPPED")
+        if size > settings.WARDEN_INLINE_RESULT_KB * 1024:
+            return JobEnd("SUCCESS")
+        stored_ms = round(execution_ms, 3) if execution_ms is not None else None  # as job_finish
+        return JobEnd("SUCCESS", result, stored_ms)
 
     @staticmethod
     def _scope(job: Job, plugin: PluginRecord) -> ToolRun:

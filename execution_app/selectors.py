@@ -59,17 +59,33 @@ def job_wait_limit(job: Job) -> float:
     return job.hard_timeout_s + settings.WARDEN_LOAD_TIMEOUT_S + settings.WARDEN_SYNC_WAIT_MARGIN_S
 
 
+def _forget(task: AsyncResult) -> None:
+    """Drop a task's stored result once read (its job row is the record)."""
+    try:
+        task.forget()
+    except Exception:  # noqa: S110 - Redis gone: the result expires by itself
+        pass
+
+
 def job_wait(*, job: Job, timeout_s: float) -> Job:
     """Wait up to `timeout_s` for the job to end; return it (possibly still active).
 
-    Waits on the Celery result (a Redis subscription, no polling) and then on the job row, which
-    the worker's main process writes when a child died.
+    Waits on the Celery result (a Redis subscription, no polling). A success whose result came
+    back inline (dispatched with `wait`; the row holds the same) ends the wait; anything else is
+    read from the job row, which the worker's main process writes when a child died.
     """
     deadline = time.monotonic() + timeout_s
+    task = AsyncResult(str(job.pk))
     try:
-        AsyncResult(str(job.pk)).get(timeout=timeout_s, propagate=False, interval=POLL_S)
-    except Exception:  # noqa: S110 - timeout or Redis gone: the job row decides below
-        pass
+        end = task.get(timeout=timeout_s, propagate=False, interval=POLL_S)
+    except Exception:  # timeout or Redis gone: the job row decides below
+        end = None
+    if isinstance(end, dict) and end.get("inline") and end.get("status") == JobStatus.SUCCESS:
+        job.status, job.result = JobStatus.SUCCESS, end.get("result")
+        job.execution_time_ms = end.get("execution_time_ms")
+        _forget(task)
+        return job
+    _forget(task)
     while True:
         job.refresh_from_db(fields=["status", "result", "error", "execution_time_ms"])
         if job.status not in ACTIVE_STATUSES or time.monotonic() >= deadline:

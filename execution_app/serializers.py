@@ -147,11 +147,52 @@ class JobSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     def get_url(self, job: Job) -> str:
         return f"/v1/jobs/{job.pk}"
 
+    def to_representation(self, job: Job) -> dict[str, Any]:
+        """The same as ModelSerializer's field walk (tests/execution_app/test_jobs_api.py
+        compares them), built directly: job pages render many of these."""
+        return {
+            "job_id": str(job.pk),
+            "url": f"/v1/jobs/{job.pk}",
+            "plugin": job.plugin_name,
+            "tool": job.tool,
+            "status": job.status,
+            "args": job.args,
+            "result": job.result,
+            "error": job.error,
+            "input_mime_type": job.input_mime_type,
+            "input_size": job.input_size,
+            "timeout_s": _float(job.timeout_s),
+            "hard_timeout_s": _float(job.hard_timeout_s),
+            "memory_mb": job.memory_mb,
+            "queue": job.queue,
+            "created_at": _datetime(job.created_at),
+            "started_at": _datetime(job.started_at),
+            "finished_at": _datetime(job.finished_at),
+            "execution_time_ms": _float(job.execution_time_ms),
+            "peak_memory_mb": _float(job.peak_memory_mb),
+            "attempts": job.attempts,
+        }
+
+
+_DATETIME_FIELD = serializers.DateTimeField()
+
+
+def _datetime(value: Any) -> str | None:
+    return None if value is None else _DATETIME_FIELD.to_representation(value)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
 
 class JobPageSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """One page of GET /v1/jobs."""
 
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(
+        help_text="Matching jobs; a lower bound when count_exact is false (more than 10,000 "
+        "past this page)"
+    )
+    count_exact = serializers.BooleanField()
     next = serializers.CharField(allow_null=True)
     previous = serializers.CharField(allow_null=True)
     results = JobSerializer(many=True)

@@ -25,7 +25,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
-from ops_app.services import job_end_record
+from ops_app.services import JOB_LABELS, job_end_record
 from plugins_app.models import PluginRecord
 from plugins_app.probe import signal_name
 from plugins_app.selectors import host_ready
@@ -69,6 +69,9 @@ CLAIM_FIELDS = (
     "input_size",
     "timeout_s",
     "memory_mb",
+    "queue",  # these three label the job's end (ops_app.services.job_end_record)
+    "worker_host",
+    "attempts",
     "plugin__id",
     "plugin__name",
     "plugin__source",
@@ -211,9 +214,10 @@ def job_input_read(job: Job) -> bytes | None:
     return bytes(data)
 
 
-def job_dispatch(job: Job) -> None:
+def job_dispatch(job: Job, *, wait: bool = False) -> None:
     """Queue `job` on its queue with its limits; on an unreachable broker or no live worker,
-    fail the job and raise ServiceUnavailable (503)."""
+    fail the job and raise ServiceUnavailable (503). `wait`: a caller will wait for the job's
+    end (its result may come back in the task's result; see selectors.job_wait)."""
     job_id = str(job.pk)
     try:
         if not queue_has_live_worker(job.queue):
@@ -228,7 +232,7 @@ def job_dispatch(job: Job) -> None:
                 plugin=job.plugin_name,
                 job_id=job_id,
             )
-        _send(job)
+        _send(job, inline=wait)
     except (KombuOperationalError, RedisError, OSError) as exc:
         # The client and the job's envelope get the kind of failure; the host, port and cause
         # go to the log and the job's traceback (admin only).
@@ -240,12 +244,13 @@ def job_dispatch(job: Job) -> None:
         ) from exc
 
 
-def _send(job: Job) -> None:
-    """Queue `job`'s task message, then mark it queued (see `jobs_requeue_lost`)."""
+def _send(job: Job, *, inline: bool = False) -> None:
+    """Queue `job`'s task message, then mark it queued (see `jobs_requeue_lost`). With
+    `inline`, the task returns a small successful result in its own result as well."""
     job_id = str(job.pk)
     current_app.send_task(
         RUN_JOB_TASK,
-        kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s},
+        kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s, "inline": inline},
         task_id=job_id,
         queue=job.queue,
         # The soft and hard limits count from the tool's start and are enforced by the worker
@@ -264,10 +269,12 @@ def job_submit(
     file_bytes: bytes | None = None,
     mime_type: str | None = None,
     timeout_s: float | None = None,
+    wait: bool = False,
 ) -> Job:
     """Validate an analyze request, create its PENDING job and queue it: the one path the API,
-    the admin and the command line share. Raises WardenError (nothing is queued on a 4xx; the
-    job is recorded FAILED ServiceUnavailable on a 503)."""
+    the admin and the command line share. `wait`: the caller waits for the end (job_wait).
+    Raises WardenError (nothing is queued on a 4xx; the job is recorded FAILED
+    ServiceUnavailable on a 503)."""
     job_input = analysis_validate(
         plugin_name=plugin_name,
         tool=tool,
@@ -277,7 +284,7 @@ def job_submit(
         timeout_s=timeout_s,
     )
     job = job_create(job_input=job_input)
-    job_dispatch(job)
+    job_dispatch(job, wait=wait)
     return job
 
 
@@ -313,6 +320,7 @@ def job_finish(
     peak_memory_mb: float | None = None,
     output: str = "",
     plugin: PluginRecord | None = None,
+    job: Job | None = None,
     expected: Collection[str] = ACTIVE_STATUSES,
 ) -> bool:
     """Record a job's end (SUCCESS with `result`, or FAILED with `error`) and the plugin's metrics.
@@ -321,7 +329,8 @@ def job_finish(
     RUNNING) changes, so a second call (hooks fire twice, the reaper races the worker) is a no-op;
     a caller that decided from one state names exactly that state. Returns whether this call
     ended the job. Only plugin faults count against the plugin, and a timeout at a limit the
-    client lowered does not (CONTRACT.md §5).
+    client lowered does not (CONTRACT.md §5). `job`, the job as claimed, spares reading its
+    labels again.
     """
     fields: dict[str, Any] = {"finished_at": Now()}
     if output:
@@ -346,7 +355,11 @@ def job_finish(
         if not ended:
             return False
         job_end_record(
-            job_id=job_id, error=error, execution_ms=execution_ms, peak_memory_mb=peak_memory_mb
+            job_id=job_id,
+            error=error,
+            execution_ms=execution_ms,
+            peak_memory_mb=peak_memory_mb,
+            labels=None if job is None else {f: getattr(job, f) for f in JOB_LABELS},
         )
         plugin_id = (
             plugin.pk

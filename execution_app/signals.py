@@ -7,6 +7,7 @@ import faulthandler
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from celery.signals import (
@@ -73,6 +74,26 @@ def set_up_containment(sender: Any = None, **_: Any) -> None:
         containment.mode,
         f" ({containment.why})" if containment.why else "",
     )
+
+
+@worker_init.connect
+def lower_worker_priority(**_: Any) -> None:
+    """Give the whole worker less CPU than the web under contention (WARDEN_WORKER_NICE).
+
+    Linux groups processes by session for CPU fairness (autogroup scheduling): a child's nice
+    value only ranks it within its own session, so by itself it cannot make a job yield to a
+    gunicorn in another session (measured: docs/benchmarks.md). A worker that leads its own
+    session (`make run` and systemd start it so) sets its session group's nice value instead,
+    which ranks the worker against the web. A worker sharing a session (started from a shell)
+    does not: it would lower whatever else runs in that session.
+    """
+    nice = settings.WARDEN_WORKER_NICE
+    if nice <= 0 or os.getsid(0) != os.getpid():
+        return
+    try:
+        Path("/proc/self/autogroup").write_text(f"{nice}\n")
+    except OSError as exc:  # no autogroup scheduling in this kernel, or not permitted
+        logger.info("worker priority: autogroup nice not set (%s)", exc)
 
 
 @worker_process_init.connect

@@ -88,15 +88,17 @@ class JobTask(Task):
 
 
 @shared_task(base=JobTask, name="execution_app.tasks.run_job", bind=True)
-def run_job(self: JobTask, *, job_id: str, hard_timeout_s: float) -> str:
-    """Claim and run one job; return its final status ('SKIPPED' if it was not PENDING)."""
-    from .runner import ToolRunner
+def run_job(
+    self: JobTask, *, job_id: str, hard_timeout_s: float, inline: bool = False
+) -> dict[str, Any]:
+    """Claim and run one job; return how it ended (runner.JobEnd.message(): status "SKIPPED"
+    if it was not PENDING; with `inline`, a small successful result too)."""
+    from .runner import JobEnd, ToolRunner
 
     with soft_limit_deferred():  # a limit that strikes mid-claim is raised after it
         job = job_claim(job_id=job_id, hard_timeout_s=hard_timeout_s)
-    if job is None:
-        return "SKIPPED"
-    return "SUCCESS" if ToolRunner().execute(job) else "FAILED"
+    end = JobEnd("SKIPPED") if job is None else ToolRunner().execute(job)
+    return end.message(inline=inline)
 
 
 @shared_task(name="execution_app.tasks.reap_jobs")

@@ -219,9 +219,9 @@ def file_validate(
 
 def output_validate(
     plugin: PluginRecord, tool: dict[str, Any], output: Any, max_mb: float
-) -> dict[str, Any]:
-    """Return the tool's output if it is a JSON-serialisable dict of at most `max_mb` MB of JSON
-    matching output_schema.
+) -> tuple[dict[str, Any], int]:
+    """Return the tool's output and its size as JSON (bytes) if it is a JSON-serialisable dict of
+    at most `max_mb` MB of JSON matching output_schema.
 
     Raises OutputValidationError otherwise.
     """
@@ -276,7 +276,7 @@ def output_validate(
                 path=where,
                 schema_error=error.message,
             )
-    return result
+    return result, size
 
 
 def timeout_resolve(plugin: PluginRecord, requested: float | None) -> float:

@@ -49,10 +49,10 @@ _UPSERT = (
 
 # This runs on every job's end: two plain statements (the ORM would cost several times more,
 # docs/benchmarks.md), the job's labels read by primary key.
-_JOB_FIELDS = ("plugin_name", "tool", "queue", "worker_host", "attempts")
+JOB_LABELS = ("plugin_name", "tool", "queue", "worker_host", "attempts")
 _JOB_PK = Job._meta.pk
 _SELECT_JOB = (
-    f"SELECT {', '.join(_JOB_FIELDS)} FROM {Job._meta.db_table} "  # noqa: S608 - constants
+    f"SELECT {', '.join(JOB_LABELS)} FROM {Job._meta.db_table} "  # noqa: S608 - constants
     f"WHERE {_JOB_PK.column} = %s"
 )
 
@@ -74,18 +74,23 @@ def job_end_record(
     error: WardenError | None,
     execution_ms: float | None,
     peak_memory_mb: float | None,
+    labels: dict[str, Any] | None = None,
 ) -> None:
     """Count one job's end in JobOutcome and log it on `warden.jobs` (one line with job id,
     plugin, tool, status, error type and duration) once the caller's transaction commits.
 
     Called by `execution_app.services.job_finish` inside its transaction, only when that call
     really ended the job, so each job is counted exactly once. Raises database errors (the
-    caller's transaction then rolls back the job's end as well).
+    caller's transaction then rolls back the job's end as well). `labels` (JOB_LABELS of the
+    job), when the caller has them, spare reading them.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_SELECT_JOB, [_JOB_PK.get_db_prep_value(uuid.UUID(str(job_id)), connection)])
-        row = cursor.fetchone()
-    job = dict(zip(_JOB_FIELDS, row or ("", "", "", "", 0), strict=True))
+    job = labels
+    if job is None:
+        with connection.cursor() as cursor:
+            key = _JOB_PK.get_db_prep_value(uuid.UUID(str(job_id)), connection)
+            cursor.execute(_SELECT_JOB, [key])
+            row = cursor.fetchone()
+        job = dict(zip(JOB_LABELS, row or ("", "", "", "", 0), strict=True))
     status = "SUCCESS" if error is None else "FAILED"
     error_type = "" if error is None else error.type
     # Rounded as job_finish stores them, so the sums match the jobs' own columns.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.db.models import QuerySet
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from .errors import WardenError
 
@@ -15,10 +17,43 @@ _DIGITS = re.compile(r"[0-9]{1,30}")
 
 class StrictLimitOffsetPagination(LimitOffsetPagination):
     """`limit` default 50, values above 1000 clamped to 1000; a limit or offset that is not a
-    plain non-negative decimal integer (limit: positive) is a 400, never ignored or a 500."""
+    plain non-negative decimal integer (limit: positive) is a 400, never ignored or a 500.
+
+    `count` is exact up to COUNT_EXACT_UP_TO rows past the page (`count_exact: true`); beyond,
+    counting stops there (`count_exact: false`, `count` a lower bound), so that a page costs the
+    same with a million rows as with ten thousand.
+    """
 
     default_limit = 50
     max_limit = 1000
+    count_exact_up_to = 10_000
+
+    def paginate_queryset(
+        self, queryset: QuerySet[Any], request: Request, view: Any = None
+    ) -> list[Any]:
+        """This page's rows, counting at most up to the bound."""
+        self.request = request
+        self.limit = self.get_limit(request)
+        self.offset = self.get_offset(request)
+        # (Capped below SQL's 64-bit LIMIT: no table holds that many rows.)
+        bound = min(max(self.count_exact_up_to, self.offset + self.limit), 2**62) + 1
+        self.count = queryset.order_by()[:bound].count()
+        self.count_exact = self.count < bound
+        if self.count == 0 or self.offset > self.count:
+            return []
+        return list(queryset[self.offset : self.offset + self.limit])
+
+    def get_paginated_response(self, data: Any) -> Response:
+        """The page: count, count_exact, next, previous, results."""
+        return Response(
+            {
+                "count": self.count,
+                "count_exact": self.count_exact,
+                "next": self.get_next_link(),
+                "previous": self.get_previous_link(),
+                "results": data,
+            }
+        )
 
     def _parameter(self, request: Request, name: str, minimum: int) -> int | None:
         raw = request.query_params.get(name)

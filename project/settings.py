@@ -231,6 +231,9 @@ WARDEN_JOB_MAX_PIDS = env_int("WARDEN_JOB_MAX_PIDS", 1024)
 WARDEN_JOB_OUTPUT_KB = env_int("WARDEN_JOB_OUTPUT_KB", 64)
 # A result whose JSON is larger fails with OutputValidationError before it is stored.
 WARDEN_MAX_RESULT_MB = float(os.environ.get("WARDEN_MAX_RESULT_MB", "16"))
+# A synchronous analyze gets a result of at most this much JSON straight from the task's result
+# (Redis) instead of reading it back from the job row, which holds it in any case.
+WARDEN_INLINE_RESULT_KB = env_int("WARDEN_INLINE_RESULT_KB", 256)
 # Time a worker child may spend loading a plugin on first use; not counted against job limits.
 WARDEN_LOAD_TIMEOUT_S = float(os.environ.get("WARDEN_LOAD_TIMEOUT_S", str(WARDEN_PROBE_TIMEOUT_S)))
 # TEST-ONLY: this host claims a CUDA GPU without torch or nvidia-smi being asked (the multi-host

@@ -252,3 +252,26 @@ def test_it_rejects_an_empty_status_filter(client: Client) -> None:
     error = error_of(client.get("/v1/jobs?status="), 400)
 
     assert error["message"] == "Unknown status '' (one of PENDING, RUNNING, SUCCESS, FAILED)"
+
+
+def test_it_stops_counting_jobs_past_the_bound(client: Client, monkeypatch: Any) -> None:
+    from project.pagination import StrictLimitOffsetPagination
+
+    monkeypatch.setattr(StrictLimitOffsetPagination, "count_exact_up_to", 20)
+    Job.objects.bulk_create(
+        Job(plugin_name="echo", tool="echo", timeout_s=1, hard_timeout_s=2, memory_mb=1)
+        for _ in range(40)
+    )
+
+    first = client.get("/v1/jobs?limit=10").json()
+    deep = client.get("/v1/jobs?limit=10&offset=25").json()
+    last = client.get("/v1/jobs?limit=10&offset=30").json()
+    exact = client.get("/v1/jobs?limit=10&status=PENDING&offset=35").json()
+
+    assert (first["count"], first["count_exact"], len(first["results"])) == (21, False, 10)
+    assert first["next"].endswith("limit=10&offset=10")
+    assert (deep["count"], deep["count_exact"], len(deep["results"])) == (36, False, 10)
+    assert deep["next"].endswith("limit=10&offset=35")
+    assert (last["count"], last["count_exact"], len(last["results"])) == (40, True, 10)
+    assert last["next"] is None
+    assert (exact["count"], exact["count_exact"], len(exact["results"])) == (40, True, 5)

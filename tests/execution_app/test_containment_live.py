@@ -327,8 +327,12 @@ def test_it_spares_the_beat_a_worker_embeds_and_nices_its_children(live, setting
         children = wait_until(
             lambda: main.children() if len(main.children()) == 2 else None, 20, "pool + beat"
         )
-        # Plugin code runs below the web's priority; the worker and its beat do not.
+        # Plugin code runs below the worker's priority, the worker's session group (it leads
+        # its session, as under `make run`) below the web's; the worker and its beat do not.
         assert sorted(c.nice() for c in children) == [main.nice(), main.nice() + 7]
+        if Path("/proc/self/autogroup").exists():
+            group = Path(f"/proc/{worker.pid}/autogroup").read_text().split()
+            assert group[-2:] == ["nice", "7"]
         # Two sweeps and the minimum age pass in about a second: watch for three.
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:

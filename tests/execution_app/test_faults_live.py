@@ -346,7 +346,7 @@ def test_it_runs_a_redelivered_message_only_once(live, auth_client, job_done):
         kwargs={"job_id": job_id, "hard_timeout_s": job.hard_timeout_s}, queue="cpu"
     )
 
-    assert duplicate.get(timeout=20) == "SKIPPED"
+    assert duplicate.get(timeout=20)["status"] == "SKIPPED"
     job.refresh_from_db()
     assert job.status == "SUCCESS"
     assert health(auth_client)["success_count"] == 1

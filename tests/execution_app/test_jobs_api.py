@@ -202,3 +202,26 @@ def test_it_purges_old_finished_jobs_and_their_inputs(make_job, settings, storag
         assert not os.path.exists(old_path)
         assert os.path.exists(recent.input_file.path) and os.path.exists(active.input_file.path)
     assert [job_input_read(j) for j in (recent, active)] == [png] * 2
+
+
+def test_it_renders_a_job_as_the_model_serializer_would(make_job) -> None:
+    from rest_framework import serializers
+
+    from execution_app.serializers import JobSerializer
+
+    job = make_job()
+    Job.objects.filter(pk=job.pk).update(
+        status="SUCCESS",
+        started_at=timezone.now() - timedelta(seconds=2),
+        finished_at=timezone.now(),
+        result={"text": "é", "n": [1, 2.5]},
+        execution_time_ms=12.345,
+        peak_memory_mb=3,
+    )
+    job.refresh_from_db()
+
+    fast = JobSerializer(job).data
+    walked = serializers.ModelSerializer.to_representation(JobSerializer(), job)
+
+    assert dict(fast) == dict(walked)
+    assert fast["finished_at"].endswith("Z") and fast["peak_memory_mb"] == 3.0

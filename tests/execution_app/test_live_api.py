@@ -329,3 +329,58 @@ def test_it_syncs_plugins_when_a_worker_starts(live, settings, tmp_path, samples
         assert entry.location == str((plugin_dir / "echo").resolve())
     finally:
         worker.stop()
+
+
+def test_it_sends_a_waiting_caller_a_small_result_inline_and_keeps_it_in_the_row(live):
+    from celery.result import AsyncResult
+
+    from execution_app.services import _send, analysis_validate, job_create
+
+    def run(tool: str, args: dict, *, inline: bool) -> tuple[dict, Job]:
+        job = job_create(
+            job_input=analysis_validate(
+                plugin_name="spawner",
+                tool=tool,
+                args=args,
+                file_bytes=None,
+                mime_type=None,
+                timeout_s=None,
+            )
+        )
+        _send(job, inline=inline)
+        end = AsyncResult(str(job.pk)).get(timeout=30)
+        return end, Job.objects.get(pk=job.pk)
+
+    small, small_row = run("ok", {}, inline=True)
+    large, large_row = run("big_result", {"mb": 1}, inline=True)  # over WARDEN_INLINE_RESULT_KB
+    unasked, unasked_row = run("ok", {}, inline=False)
+
+    assert small == {
+        "status": "SUCCESS",
+        "inline": True,
+        "result": small_row.result,
+        "execution_time_ms": small_row.execution_time_ms,
+    }
+    assert small_row.status == "SUCCESS" and small_row.result["ok"] is True
+    assert large == {"status": "SUCCESS", "inline": False}
+    assert large_row.status == "SUCCESS" and len(large_row.result["data"]) == 2**20
+    assert unasked == {"status": "SUCCESS", "inline": False}
+    assert unasked_row.status == "SUCCESS"
+
+
+def test_it_answers_a_sync_call_and_forgets_the_task_result(live, auth_client):
+    from celery.result import AsyncResult
+
+    response = auth_client.post(
+        "/v1/analyze-execution", {"plugin": "echo", "args": {"n": 3}}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    row = Job.objects.get(pk=body["job_id"])
+    assert (body["status"], body["result"], body["execution_time_ms"]) == (
+        row.status,
+        row.result,
+        row.execution_time_ms,
+    )
+    assert AsyncResult(body["job_id"]).state == "PENDING"  # Celery's word for "no result stored"

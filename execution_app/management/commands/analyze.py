@@ -181,7 +181,7 @@ class Command(BaseCommand):
                 for source in inputs:
                     data = read_input(source) if source is not None else None
                     try:
-                        job = job_submit(**request, file_bytes=data)
+                        job = job_submit(**request, file_bytes=data, wait=not run_async)
                     except WardenError as exc:  # broker or worker gone: stop here
                         rejected = exc
                         break
