@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import QuerySet
@@ -29,7 +30,7 @@ class StrictLimitOffsetPagination(LimitOffsetPagination):
     count_exact_up_to = 10_000
 
     def paginate_queryset(
-        self, queryset: QuerySet[Any], request: Request, view: Any = None
+        self, queryset: QuerySet[Any, Any] | Sequence[Any], request: Request, view: Any = None
     ) -> list[Any]:
         """This page's rows, counting at most up to the bound."""
         self.request = request
@@ -37,7 +38,8 @@ class StrictLimitOffsetPagination(LimitOffsetPagination):
         self.offset = self.get_offset(request)
         # (Capped below SQL's 64-bit LIMIT: no table holds that many rows.)
         bound = min(max(self.count_exact_up_to, self.offset + self.limit), 2**62) + 1
-        self.count = queryset.order_by()[:bound].count()
+        rows = queryset.order_by() if isinstance(queryset, QuerySet) else queryset
+        self.count = rows[:bound].count() if isinstance(rows, QuerySet) else len(rows[:bound])
         self.count_exact = self.count < bound
         if self.count == 0 or self.offset > self.count:
             return []
