@@ -203,7 +203,7 @@ def plans() -> dict[str, str]:
 
     options = {"analyze": True} if connection.vendor == "postgresql" else {}
     # Both health endpoints serve a per-process cache of the records: every request reads the
-    # registry version, whose one jobs query is running_plugin_ids()'s; plugin_list() runs only
+    # registry version, whose one jobs query is RUNNING_PLUGINS_SQL; plugin_list() runs only
     # when the version changed.
     running = Job.objects.filter(status="RUNNING", plugin__isnull=False).values("plugin_id")
     queries = {

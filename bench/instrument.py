@@ -166,7 +166,7 @@ def patch_web() -> None:
     patch(execution_services, "job_create", "analyze: job_create (INSERT)")
     patch(execution_services, "job_dispatch", "analyze: job_dispatch (Redis)")
     patch(execution_services, "queue_has_live_worker", "analyze: live-worker check")
-    patch(plugin_apis, "health_records", "health: health_records (cached per registry version)")
+    patch(plugin_apis, "health_body", "health: health_body (cached per registry version)")
     patch(plugin_selectors, "registry_version", "health: registry_version (every request)")
     patch(plugin_selectors, "plugin_list", "health: plugin_list (cache miss)")
     patch(plugin_selectors, "plugin_health", "health: plugin_health (per record, cache miss)")
@@ -199,8 +199,8 @@ def patch_web() -> None:
     celery_app.send_task = send_task_marked  # type: ignore[method-assign]
     original_dispatch = execution_services.job_dispatch
 
-    def dispatch_marked(job: Any) -> None:
-        original_dispatch(job)
+    def dispatch_marked(job: Any, **options: Any) -> None:
+        original_dispatch(job, **options)
         mark("dispatched")
 
     execution_services.job_dispatch = dispatch_marked

@@ -16,13 +16,12 @@ from .models import ACTIVE_STATUSES, Job, JobStatus
 POLL_S = 0.02
 
 
-def running_plugin_ids() -> list[int]:
-    """The plugins with a RUNNING job now (an index range over the jobs in flight)."""
-    return sorted(
-        Job.objects.filter(status=JobStatus.RUNNING, plugin__isnull=False)
-        .values_list("plugin_id", flat=True)
-        .distinct()
-    )
+# The plugins with a RUNNING job now (read on every health request: one raw statement, whose
+# parameter is RUNNING_PLUGINS_PARAMS; the (plugin, status) index serves it).
+RUNNING_PLUGINS_SQL = (
+    "SELECT DISTINCT plugin_id FROM execution_app_job WHERE status = %s AND plugin_id IS NOT NULL"
+)
+RUNNING_PLUGINS_PARAMS = [JobStatus.RUNNING.value]
 
 
 def job_get(*, job_id: str) -> Job:

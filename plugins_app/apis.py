@@ -16,7 +16,7 @@ from execution_app.workers import live_hosts_or_none
 from project.errors import WardenError
 from project.serializers import ErrorEnvelopeSerializer
 
-from .selectors import health_records
+from .selectors import health_body
 from .serializers import PluginHealthSerializer
 
 ERRORS = {
@@ -32,12 +32,15 @@ def _render(records: list[dict[str, Any]]) -> Any:
     return PluginHealthSerializer(records, many=True).data
 
 
-def json_response(data: Any) -> HttpResponse:
+def _encode(data: Any) -> str:
     """`data` (JSON-ready primitives) as DRF's JSONRenderer writes it, without a serializer
     pass: the health records were serialized when they were cached."""
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    body = body.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return HttpResponse(body.encode(), content_type="application/json")
+    return body.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _json(body: bytes) -> HttpResponse:
+    return HttpResponse(body, content_type="application/json")
 
 
 class HealthPermission(BasePermission):
@@ -57,8 +60,7 @@ class PluginListApi(APIView):
     )
     def get(self, request: Request) -> HttpResponse:
         """Every plugin's health record, sorted by name."""
-        records, _ = health_records(live_hosts_or_none(), _render)
-        return json_response(records)
+        return _json(health_body(live_hosts_or_none(), _render, _encode) or b"[]")
 
 
 class PluginHealthApi(APIView):
@@ -74,10 +76,9 @@ class PluginHealthApi(APIView):
     )
     def get(self, request: Request, name: str) -> HttpResponse:
         """One plugin's health record; 404 PluginNotFound if no plugin has that name."""
-        _, by_name = health_records(live_hosts_or_none(), _render)
-        record = by_name.get(name)
-        if record is None:
+        body = health_body(live_hosts_or_none(), _render, _encode, name)
+        if body is None:
             raise WardenError(
                 "PluginNotFound", f"No plugin named '{name}'", plugin=name, status=404
             )
-        return json_response(record)
+        return _json(body)

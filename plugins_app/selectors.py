@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -218,13 +219,62 @@ SELECT (SELECT COUNT(*) FROM plugins_app_pluginrecord),
 def registry_version() -> tuple[Any, ...]:
     """A value that changes whenever anything a health record shows may have changed: any write
     to a plugin or host entry (every state change saves `updated_at`, every metrics update bumps
-    `metrics_version`), and which plugins have a RUNNING job. Two small statements."""
-    from execution_app.selectors import running_plugin_ids
+    `metrics_version`), and which plugins have a RUNNING job. Two small raw statements on one
+    cursor (building them with the ORM cost more than running them)."""
+    from execution_app.selectors import RUNNING_PLUGINS_PARAMS, RUNNING_PLUGINS_SQL
 
     with connection.cursor() as cursor:
         cursor.execute(_VERSION_SQL)
         row = cursor.fetchone()
-    return (*(str(v) for v in row), tuple(running_plugin_ids()))
+        cursor.execute(RUNNING_PLUGINS_SQL, RUNNING_PLUGINS_PARAMS)
+        running = sorted(plugin_id for (plugin_id,) in cursor.fetchall())
+    return (*(str(v) for v in row), tuple(running))
+
+
+@dataclass
+class _Body:
+    """A JSON body encoded once, with each record's `uptime_seconds` left open: `chunks` around
+    the uptimes of the plugins loaded at `loaded` (epoch seconds)."""
+
+    chunks: list[str]
+    loaded: list[float]
+
+    @classmethod
+    def encode(
+        cls,
+        data: Any,
+        records: list[dict[str, Any]],
+        loaded: list[float | None],
+        encode: Callable[[Any], str],
+    ) -> _Body:
+        """`data` (holding `records`) as `encode` writes it; every uptime that moves with the
+        clock (its `loaded` is not None) is cut out and filled in by `render`."""
+        token = f"uptime-{secrets.token_hex(8)}"
+        opened, saved = [], []
+        for record, loaded_at in zip(records, loaded, strict=True):
+            if loaded_at is not None:
+                saved.append((record, record["uptime_seconds"]))
+                record["uptime_seconds"] = f"{token}-{len(opened)}"
+                opened.append(loaded_at)
+        try:
+            text = encode(data)
+        finally:
+            for record, value in saved:
+                record["uptime_seconds"] = value
+        chunks, rest = [], text
+        for i in range(len(opened)):
+            before, rest = rest.split(f'"{token}-{i}"', 1)
+            chunks.append(before)
+        chunks.append(rest)
+        return cls(chunks, opened)
+
+    def render(self, now: float) -> bytes:
+        """The body with every open uptime brought up to `now` (as json writes a float)."""
+        out = [self.chunks[0]]
+        for loaded_at, chunk in zip(self.loaded, self.chunks[1:], strict=True):
+            out.append(repr(round(now - loaded_at, 3)))
+            out.append(chunk)
+        return "".join(out).encode()
 
 
 @dataclass
@@ -233,18 +283,17 @@ class _Rendered:
     records: list[dict[str, Any]]
     by_name: dict[str, dict[str, Any]]
     loaded: dict[str, float | None]  # epoch of loaded_at of the plugins with an uptime
+    bodies: dict[str | None, _Body] = field(default_factory=dict)  # None: the whole list
 
 
 _rendered: _Rendered | None = None
 
 
-def health_records(
+def _health_cache(
     live: dict[str, set[str]] | None, render: Callable[[list[dict[str, Any]]], Any]
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Every health record as JSON-ready primitives (`render` turns plugin_health() dicts into
-    them: the API's serializer), rebuilt only when the registry version or the live hosts
-    changed since this process last built them; `uptime_seconds` is brought up to now on each
-    call. Returns (records sorted by name, records by name)."""
+) -> _Rendered:
+    """This process's rendering of every health record, rebuilt only when the registry version
+    or the live hosts changed since it was built."""
     global _rendered
     live_key = (
         None if live is None else tuple(sorted((h, tuple(sorted(q))) for h, q in live.items()))
@@ -262,8 +311,29 @@ def health_records(
         }
         cached = _Rendered(key, records, {r["name"]: r for r in records}, loaded)
         _rendered = cached
-    now = time.time()
-    for name, loaded_at in cached.loaded.items():
-        if loaded_at is not None:
-            cached.by_name[name]["uptime_seconds"] = round(now - loaded_at, 3)
-    return cached.records, cached.by_name
+    return cached
+
+
+def health_body(
+    live: dict[str, set[str]] | None,
+    render: Callable[[list[dict[str, Any]]], Any],
+    encode: Callable[[Any], str],
+    name: str | None = None,
+) -> bytes | None:
+    """The JSON body of every health record (`name` None) or of one (None if no plugin has that
+    name), encoded by `encode` once per registry version and brought up to now per call."""
+    cached = _health_cache(live, render)
+    body = cached.bodies.get(name)
+    if body is None:
+        if name is None:
+            records = cached.records
+            data: Any = records
+        elif name in cached.by_name:
+            data = cached.by_name[name]
+            records = [data]
+        else:
+            return None
+        loaded = [cached.loaded[r["name"]] for r in records]
+        body = _Body.encode(data, records, loaded, encode)
+        cached.bodies[name] = body
+    return body.render(time.time())

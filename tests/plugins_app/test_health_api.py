@@ -130,6 +130,70 @@ def test_it_reports_an_initialized_plugin(synced: Path, api_client: APIClient) -
     }
 
 
+def test_it_serves_the_serialized_records_with_each_uptime_brought_up_to_now(
+    synced: Path, api_client: APIClient
+) -> None:
+    from plugins_app.apis import _render
+    from plugins_app.selectors import plugin_health, plugin_list
+
+    loaded = {p.name: p.loaded_at for p in PluginRecord.objects.all()}
+    expected = json.loads(json.dumps(_render([plugin_health(p, None) for p in plugin_list()])))
+    uptimes: dict[str, list[float]] = {}
+    for _ in range(2):  # the second request is served from this process's cached body
+        before = timezone.now()
+        body = api_client.get("/v1/plugins").json()
+        after = timezone.now()
+        one = api_client.get("/v1/plugins/healthy/health").json()
+        assert one == next(r for r in body if r["name"] == "healthy") | {
+            "uptime_seconds": one["uptime_seconds"]
+        }
+        for record, serialized in zip(body, expected, strict=True):
+            name, uptime = record["name"], record.pop("uptime_seconds")
+            serialized.pop("uptime_seconds", None)
+            record["hosts"] = [h | {"alive": None} for h in record["hosts"]]
+            serialized["hosts"] = [h | {"alive": None} for h in serialized["hosts"]]
+            assert record == serialized
+            if loaded[name] is None:
+                assert uptime is None
+                continue
+            low = (before - loaded[name]).total_seconds() - 0.001
+            high = (after - loaded[name]).total_seconds() + 0.001
+            assert low <= uptime <= high
+            uptimes.setdefault(name, []).append(uptime)
+    assert uptimes["healthy"][1] > uptimes["healthy"][0]
+
+
+def test_it_shows_every_registry_change_on_the_next_request(
+    synced: Path, api_client: APIClient
+) -> None:
+    from django.db.models import F
+
+    from execution_app.models import Job
+    from plugins_app.models import PluginHost
+
+    def healthy() -> dict[str, Any]:
+        return api_client.get("/v1/plugins/healthy/health").json()
+
+    assert (healthy()["state"], healthy()["success_count"]) == ("INITIALIZED", 0)
+    plugin = PluginRecord.objects.get(name="healthy")
+
+    job = Job.objects.create(
+        plugin=plugin, plugin_name="healthy", tool="run", status="RUNNING",
+        timeout_s=1, hard_timeout_s=2, memory_mb=100,
+    )  # fmt: skip
+    assert healthy()["state"] == "RUNNING"
+    Job.objects.filter(pk=job.pk).update(status="SUCCESS")
+    assert healthy()["state"] == "INITIALIZED"
+
+    PluginRecord.objects.filter(pk=plugin.pk).update(
+        success_count=7, metrics_version=F("metrics_version") + 1
+    )
+    assert healthy()["success_count"] == 7
+
+    PluginHost.objects.filter(plugin=plugin).update(reason="a reason", updated_at=timezone.now())
+    assert [h["reason"] for h in healthy()["hosts"]] == ["a reason"]
+
+
 def test_it_reports_a_failed_plugin_with_reason_and_hint(
     synced: Path, api_client: APIClient
 ) -> None:
