@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Callable
@@ -212,23 +213,33 @@ SELECT (SELECT COUNT(*) FROM plugins_app_pluginrecord),
        (SELECT COALESCE(SUM(metrics_version), 0) FROM plugins_app_pluginrecord),
        (SELECT MAX(updated_at) FROM plugins_app_pluginrecord),
        (SELECT COUNT(*) FROM plugins_app_pluginhost),
-       (SELECT MAX(updated_at) FROM plugins_app_pluginhost)
+       (SELECT MAX(updated_at) FROM plugins_app_pluginhost),
+       (SELECT {concat} FROM ({running} ORDER BY plugin_id) AS running)
 """
+# The ids of the plugins with a RUNNING job, as one string. The same set in another order would
+# only make a different key (a needless rebuild), never the same key for different sets.
+_CONCAT = {"postgresql": "string_agg(plugin_id::text, ',' ORDER BY plugin_id)"}
+
+
+@functools.cache
+def _version_sql(vendor: str) -> str:
+    from execution_app.selectors import RUNNING_PLUGINS_SQL
+
+    concat = _CONCAT.get(vendor, "group_concat(plugin_id, ',')")
+    return _VERSION_SQL.format(concat=concat, running=RUNNING_PLUGINS_SQL)
 
 
 def registry_version() -> tuple[Any, ...]:
     """A value that changes whenever anything a health record shows may have changed: any write
     to a plugin or host entry (every state change saves `updated_at`, every metrics update bumps
-    `metrics_version`), and which plugins have a RUNNING job. Two small raw statements on one
-    cursor (building them with the ORM cost more than running them)."""
-    from execution_app.selectors import RUNNING_PLUGINS_PARAMS, RUNNING_PLUGINS_SQL
+    `metrics_version`), and which plugins have a RUNNING job. One raw statement (building it
+    with the ORM would cost more than running it; on PostgreSQL each statement is a round trip)."""
+    from execution_app.selectors import RUNNING_PLUGINS_PARAMS
 
     with connection.cursor() as cursor:
-        cursor.execute(_VERSION_SQL)
+        cursor.execute(_version_sql(connection.vendor), RUNNING_PLUGINS_PARAMS)
         row = cursor.fetchone()
-        cursor.execute(RUNNING_PLUGINS_SQL, RUNNING_PLUGINS_PARAMS)
-        running = sorted(plugin_id for (plugin_id,) in cursor.fetchall())
-    return (*(str(v) for v in row), tuple(running))
+    return tuple(str(v) for v in row)
 
 
 @dataclass
@@ -250,7 +261,8 @@ class _Body:
         """`data` (holding `records`) as `encode` writes it; every uptime that moves with the
         clock (its `loaded` is not None) is cut out and filled in by `render`."""
         token = f"uptime-{secrets.token_hex(8)}"
-        opened, saved = [], []
+        opened: list[float] = []
+        saved: list[tuple[dict[str, Any], Any]] = []
         for record, loaded_at in zip(records, loaded, strict=True):
             if loaded_at is not None:
                 saved.append((record, record["uptime_seconds"]))
@@ -261,7 +273,8 @@ class _Body:
         finally:
             for record, value in saved:
                 record["uptime_seconds"] = value
-        chunks, rest = [], text
+        chunks: list[str] = []
+        rest = text
         for i in range(len(opened)):
             before, rest = rest.split(f'"{token}-{i}"', 1)
             chunks.append(before)
