@@ -492,7 +492,8 @@ def probe_ladder(quick: bool) -> None:
     n = 5 if quick else 30
     echo = ProbeSpec("echo", str(ROOT / "plugin_packages" / "echo"), "plugin:Plugin", "directory")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    spec = json.dumps(echo.__dict__)
+    from plugins_app.probe import PROBE_CHILD, probe_args
+
     steps: list[tuple[str, Any]] = [
         ("python -c pass", [PYTHON, "-c", "pass"]),
         ("python -I -S -c pass (no site-packages)", [PYTHON, "-I", "-S", "-c", "pass"]),
@@ -501,8 +502,8 @@ def probe_ladder(quick: bool) -> None:
             [PYTHON, "-c", "import plugins_app.probe_child"],
         ),
         (
-            "python -m plugins_app.probe_child <echo>",
-            [PYTHON, "-m", "plugins_app.probe_child", spec],
+            "python -c '<probe child>' <echo>",
+            [PYTHON, "-c", PROBE_CHILD, *probe_args(echo)],
         ),
     ]
     say(f"\n## one probe, step by step ({n} serial runs each, ms p50)")

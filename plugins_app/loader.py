@@ -6,10 +6,13 @@ Only the probe child process and execution_app.runner.ToolRunner may call this m
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the probe child imports this module: nothing it does not need at run time
+    from typing import Any
 
 PACKAGE_ROOT = "warden_plugins"
 FORGESYTE_SOURCE = "forgesyte"
@@ -19,7 +22,7 @@ class EntrypointError(Exception):
     """The manifest's entrypoint does not name a class in the plugin's module."""
 
 
-def _plugin_package(name: str, folder: Path, fresh: bool) -> str:
+def _plugin_package(name: str, folder: str, fresh: bool) -> str:
     """Register `warden_plugins.<name>` as a package whose path is the plugin folder.
 
     Each plugin gets its own namespace, so two plugins' `plugin.py` never collide and a plugin
@@ -31,14 +34,14 @@ def _plugin_package(name: str, folder: Path, fresh: bool) -> str:
         sys.modules[PACKAGE_ROOT] = root
     package_name = f"{PACKAGE_ROOT}.{name}"
     package = sys.modules.get(package_name)
-    if fresh or package is None or list(getattr(package, "__path__", [])) != [str(folder)]:
+    if fresh or package is None or list(getattr(package, "__path__", [])) != [folder]:
         for key in [
             k for k in sys.modules if k == package_name or k.startswith(package_name + ".")
         ]:
             del sys.modules[key]
         package = types.ModuleType(package_name)
-        package.__path__ = [str(folder)]
-        package.__file__ = str(folder / "__init__.py")
+        package.__path__ = [folder]
+        package.__file__ = os.path.join(folder, "__init__.py")
         package.__package__ = package_name
         sys.modules[package_name] = package
     return package_name
@@ -56,7 +59,7 @@ def load_plugin_class(
     """
     module_name, _, class_name = entrypoint.partition(":")
     if source == "directory" and folder:
-        qualified = f"{_plugin_package(name, Path(folder), fresh)}.{module_name}"
+        qualified = f"{_plugin_package(name, folder, fresh)}.{module_name}"
     else:
         qualified = module_name
     try:

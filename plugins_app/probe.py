@@ -26,6 +26,7 @@ from project.storable import storable_text
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Pids of the probe processes this process is running (a worker's orphan sweeper spares them).
 ACTIVE_PROBES: set[int] = set()
+PROBE_CHILD = "from plugins_app.probe_child import run; run()"  # see probe_child.py
 POLL_S = 0.01
 STAGE_LABELS = {
     "import": "import",
@@ -162,16 +163,20 @@ def _supervise(
     return stage, outcome, stderr_tail, killed_for, peak_mb
 
 
+def probe_args(spec: ProbeSpec) -> list[str]:
+    """The probe child's arguments for `spec` (probe_child.main)."""
+    return [spec.name, spec.folder or "", spec.entrypoint, spec.source]
+
+
 def probe_one(spec: ProbeSpec, *, timeout_s: float, memory_mb: int) -> ProbeResult:
     """Probe one plugin in a fresh process; never raises for anything the plugin does."""
     started = time.monotonic()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("OMP_NUM_THREADS", "1")
-    payload = json.dumps(spec.__dict__)
     with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "plugins_app.probe_child", payload],
+            [sys.executable, "-c", PROBE_CHILD, *probe_args(spec)],
             stdin=subprocess.DEVNULL,
             stdout=out_file,
             stderr=err_file,
