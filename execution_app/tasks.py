@@ -85,6 +85,9 @@ class JobTask(Task):
     acks_late = True
     reject_on_worker_lost = False
     max_retries = 0
+    # Celery logs each task's return value at INFO: show how the job ended, never an inline
+    # result (client data; up to WARDEN_INLINE_RESULT_KB).
+    resultrepr_maxsize = len("{'status': 'SKIPPED', 'inline': False")
 
 
 @shared_task(base=JobTask, name="execution_app.tasks.run_job", bind=True)

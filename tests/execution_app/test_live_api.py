@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import psutil
@@ -366,6 +367,25 @@ def test_it_sends_a_waiting_caller_a_small_result_inline_and_keeps_it_in_the_row
     assert large_row.status == "SUCCESS" and len(large_row.result["data"]) == 2**20
     assert unasked == {"status": "SUCCESS", "inline": False}
     assert unasked_row.status == "SUCCESS"
+
+
+def test_it_keeps_an_inline_result_out_of_the_worker_log(live, auth_client):
+    marker = f"client-data-{uuid.uuid4().hex}"
+    response = auth_client.post(
+        "/v1/analyze-execution", {"plugin": "echo", "args": {"secret": marker}}, format="json"
+    )
+    assert response.status_code == 200 and marker in json.dumps(response.json()["result"])
+    job_id = response.json()["job_id"]
+
+    line = wait_until(
+        lambda: next(
+            (x for x in live.log_text().splitlines() if job_id in x and "succeeded" in x), None
+        ),
+        20,
+        "the worker to log the task's end",
+    )
+    assert "'status': 'SUCCESS'" in line
+    assert marker not in live.log_text()
 
 
 def test_it_answers_a_sync_call_and_forgets_the_task_result(live, auth_client):
