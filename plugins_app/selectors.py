@@ -253,26 +253,24 @@ class _Body:
     @classmethod
     def encode(
         cls,
-        data: Any,
         records: list[dict[str, Any]],
         loaded: list[float | None],
         encode: Callable[[Any], str],
+        *,
+        single: bool,
     ) -> _Body:
-        """`data` (holding `records`) as `encode` writes it; every uptime that moves with the
-        clock (its `loaded` is not None) is cut out and filled in by `render`."""
+        """`records` (the one record if `single`, else the list) as `encode` writes them; every
+        uptime that moves with the clock (its `loaded` is not None) is cut out and filled in by
+        `render`. The shared cached records are never modified (other threads encode them too)."""
         token = f"uptime-{secrets.token_hex(8)}"
         opened: list[float] = []
-        saved: list[tuple[dict[str, Any], Any]] = []
+        marked: list[dict[str, Any]] = []
         for record, loaded_at in zip(records, loaded, strict=True):
             if loaded_at is not None:
-                saved.append((record, record["uptime_seconds"]))
-                record["uptime_seconds"] = f"{token}-{len(opened)}"
+                record = {**record, "uptime_seconds": f"{token}-{len(opened)}"}
                 opened.append(loaded_at)
-        try:
-            text = encode(data)
-        finally:
-            for record, value in saved:
-                record["uptime_seconds"] = value
+            marked.append(record)
+        text = encode(marked[0] if single else marked)
         chunks: list[str] = []
         rest = text
         for i in range(len(opened)):
@@ -340,13 +338,11 @@ def health_body(
     if body is None:
         if name is None:
             records = cached.records
-            data: Any = records
         elif name in cached.by_name:
-            data = cached.by_name[name]
-            records = [data]
+            records = [cached.by_name[name]]
         else:
             return None
         loaded = [cached.loaded[r["name"]] for r in records]
-        body = _Body.encode(data, records, loaded, encode)
+        body = _Body.encode(records, loaded, encode, single=name is not None)
         cached.bodies[name] = body
     return body.render(time.time())

@@ -163,6 +163,30 @@ def test_it_serves_the_serialized_records_with_each_uptime_brought_up_to_now(
     assert uptimes["healthy"][1] > uptimes["healthy"][0]
 
 
+def test_it_never_modifies_the_cached_records_while_encoding_a_body(
+    synced: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gunicorn threads share the cache: one thread's encoding must not show in another's."""
+    from plugins_app import selectors
+    from plugins_app.apis import _encode, _render
+
+    monkeypatch.setattr(selectors, "_rendered", None)  # built here, whatever ran before
+    seen: list[list[Any]] = []
+
+    def encode(data: Any) -> str:
+        cached = selectors._rendered
+        assert cached is not None
+        seen.append([r["uptime_seconds"] for r in cached.records])
+        return _encode(data)
+
+    selectors.health_body(None, _render, encode)
+    selectors.health_body(None, _render, encode, "healthy")
+
+    assert len(seen) == 2
+    assert all(u is None or isinstance(u, float) for uptimes in seen for u in uptimes)
+    assert any(isinstance(u, float) for u in seen[0])
+
+
 def test_it_shows_every_registry_change_on_the_next_request(
     synced: Path, api_client: APIClient
 ) -> None:
