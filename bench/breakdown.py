@@ -503,7 +503,7 @@ def probe_ladder(quick: bool) -> None:
         ),
         (
             "python -c '<probe child>' <echo>",
-            [PYTHON, "-c", PROBE_CHILD, *probe_args(echo)],
+            [PYTHON, "-P", "-c", PROBE_CHILD, *probe_args(echo)],
         ),
     ]
     say(f"\n## one probe, step by step ({n} serial runs each, ms p50)")

@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import NoReturn
 
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 from django.conf import settings
 from django.db import connection
@@ -17,6 +18,7 @@ from project.errors import WardenError
 from .models import ACTIVE_STATUSES, Job, JobStatus
 
 POLL_S = 0.02
+WAIT_SLICE_S = 1.0  # job_wait re-reads the row this often while the Celery result is missing
 
 
 # The plugins with a RUNNING job now (read on every health request: one raw statement, whose
@@ -99,16 +101,23 @@ def job_wait(*, job: Job, timeout_s: float) -> Job:
     """
     deadline = time.monotonic() + timeout_s
     task = AsyncResult(str(job.pk))
-    try:
-        end = task.get(timeout=timeout_s, propagate=False, interval=POLL_S)
-    except Exception:  # timeout or Redis gone: the job row decides below
-        end = None
+    end = None
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            end = task.get(timeout=min(remaining, WAIT_SLICE_S), propagate=False, interval=POLL_S)
+            break
+        except CeleryTimeoutError:
+            # Another waiter may have read and forgotten the result: the row tells.
+            job.refresh_from_db(fields=["status"])
+            if job.status not in ACTIVE_STATUSES:
+                break
+        except Exception:  # Redis gone: the job row decides below
+            break
     if isinstance(end, dict) and end.get("inline") and end.get("status") == JobStatus.SUCCESS:
         job.status, job.result = JobStatus.SUCCESS, end.get("result")
         job.execution_time_ms = end.get("execution_time_ms")
-        _forget(task)
+        _forget(task)  # up to WARDEN_INLINE_RESULT_KB: not kept in Redis for result_expires
         return job
-    _forget(task)
     while True:
         job.refresh_from_db(fields=["status", "result", "error", "execution_time_ms"])
         if job.status not in ACTIVE_STATUSES or time.monotonic() >= deadline:

@@ -176,7 +176,7 @@ def probe_one(spec: ProbeSpec, *, timeout_s: float, memory_mb: int) -> ProbeResu
     env.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
         proc = subprocess.Popen(
-            [sys.executable, "-c", PROBE_CHILD, *probe_args(spec)],
+            [sys.executable, "-P", "-c", PROBE_CHILD, *probe_args(spec)],
             stdin=subprocess.DEVNULL,
             stdout=out_file,
             stderr=err_file,

@@ -1,19 +1,24 @@
 """The isolated probe process: import, __init__ and validate() one plugin. Never imports Django.
 
-Run as `python -c 'from plugins_app.probe_child import run; run()' NAME FOLDER ENTRYPOINT SOURCE`
-(probe.py; `-m` would import runpy first, milliseconds of every probe). Progress and the outcome
-are written as JSON lines to the original stdout; the plugin's own prints go to stderr. For a
-ForgeSyte plugin the outcome also carries its tools and class attributes ("facts"), read here,
-where plugin code may run.
+Run as `python -P -c 'from plugins_app.probe_child import run; run()' NAME FOLDER ENTRYPOINT SOURCE`
+(probe.py): `-m` would import runpy first, milliseconds of every probe; `-P` keeps the working
+directory, which a plugin may change, off sys.path (the project root comes from PYTHONPATH).
+Progress and the outcome are written as JSON lines to the original stdout; the plugin's own
+prints go to stderr. For a ForgeSyte plugin the outcome also carries its tools and class
+attributes ("facts"), read here, where plugin code may run.
 """
 
 from __future__ import annotations
 
+# Imported before any plugin code runs: a plugin that puts its own folder first on sys.path
+# (or imports a module of its own named `token`, `json`...) must not break the probe's report.
+import json
 import os
 import sys
+import traceback
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imports cost every probe: only what the probe needs at run time
+if TYPE_CHECKING:
     from typing import Any
 
 MAX_TRACEBACK = 20_000
@@ -27,17 +32,7 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)  # anything the plugin prints must not corrupt the result channel
 
     def emit(message: dict[str, Any]) -> None:
-        # json (and the `re` it imports) only when a message needs it: most probes send only
-        # stages and {"ok": true}, and its import is a third of a bare probe's start-up.
-        if set(message) == {"stage"}:
-            text = f'{{"stage": "{message["stage"]}"}}'  # stages are fixed identifiers
-        elif message == {"ok": True}:
-            text = '{"ok": true}'
-        else:
-            import json
-
-            text = json.dumps(message)
-        out.write(text + "\n")
+        out.write(json.dumps(message) + "\n")
         out.flush()
 
     from plugins_app.loader import call_validate, describe_plugin, instantiate, load_plugin_class
@@ -58,8 +53,6 @@ def main(argv: list[str]) -> int:
         emit({"stage": stage})
         facts = describe_plugin(instance)
     except BaseException as exc:  # every failure is reported, SystemExit included
-        import traceback
-
         emit(
             {
                 "ok": False,

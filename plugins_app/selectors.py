@@ -208,32 +208,50 @@ HOST_FIELDS = ("host", "queues", "state", "reason", "hint", "probed_at", "alive"
 
 # --- the health list, rendered once per registry change ------------------------------------------
 
+# Each part a string made of one value per row, in a fixed order: any row's change changes the
+# string. (A maximum of `updated_at` would miss a write stamped earlier than the newest row: a
+# host whose clock is behind, or two writes committing in the other order.) The same rows listed
+# in another order would only make a different key (a needless rebuild), never the same key for
+# different rows.
 _VERSION_SQL = """
-SELECT (SELECT COUNT(*) FROM plugins_app_pluginrecord),
-       (SELECT COALESCE(SUM(metrics_version), 0) FROM plugins_app_pluginrecord),
-       (SELECT MAX(updated_at) FROM plugins_app_pluginrecord),
-       (SELECT COUNT(*) FROM plugins_app_pluginhost),
-       (SELECT MAX(updated_at) FROM plugins_app_pluginhost),
-       (SELECT {concat} FROM ({running} ORDER BY plugin_id) AS running)
+SELECT (SELECT COALESCE(SUM(metrics_version), 0) FROM plugins_app_pluginrecord),
+       {plugins},
+       {hosts},
+       {running}
 """
-# The ids of the plugins with a RUNNING job, as one string. The same set in another order would
-# only make a different key (a needless rebuild), never the same key for different sets.
-_CONCAT = {"postgresql": "string_agg(plugin_id::text, ',' ORDER BY plugin_id)"}
+
+
+def _rows(vendor: str, value: str, source: str, order: str) -> str:
+    """A scalar subquery: `value` of each row of `source` in `order`, comma-separated (every
+    argument is a constant of this module, never input)."""
+    if vendor == "postgresql":
+        return f"(SELECT string_agg(({value})::text, ',' ORDER BY {order}) FROM {source})"  # noqa: S608
+    inner = f"SELECT {value} AS v FROM {source} ORDER BY {order}"  # noqa: S608
+    return f"(SELECT group_concat(v, ',') FROM ({inner}))"  # noqa: S608
 
 
 @functools.cache
 def _version_sql(vendor: str) -> str:
     from execution_app.selectors import RUNNING_PLUGINS_SQL
 
-    concat = _CONCAT.get(vendor, "group_concat(plugin_id, ',')")
-    return _VERSION_SQL.format(concat=concat, running=RUNNING_PLUGINS_SQL)
+    stamp = (
+        "id::text || ':' || updated_at::text"
+        if vendor == "postgresql"
+        else ("id || ':' || updated_at")
+    )
+    return _VERSION_SQL.format(
+        plugins=_rows(vendor, stamp, "plugins_app_pluginrecord", "id"),
+        hosts=_rows(vendor, stamp, "plugins_app_pluginhost", "id"),
+        running=_rows(vendor, "plugin_id", f"({RUNNING_PLUGINS_SQL}) AS running", "plugin_id"),
+    )
 
 
 def registry_version() -> tuple[Any, ...]:
     """A value that changes whenever anything a health record shows may have changed: any write
     to a plugin or host entry (every state change saves `updated_at`, every metrics update bumps
     `metrics_version`), and which plugins have a RUNNING job. One raw statement (building it
-    with the ORM would cost more than running it; on PostgreSQL each statement is a round trip)."""
+    with the ORM would cost more than running it; on PostgreSQL each statement is a round trip);
+    its cost grows with the plugins and hosts (tens to hundreds of rows), not with the jobs."""
     from execution_app.selectors import RUNNING_PLUGINS_PARAMS
 
     with connection.cursor() as cursor:

@@ -369,6 +369,25 @@ def test_it_sends_a_waiting_caller_a_small_result_inline_and_keeps_it_in_the_row
     assert unasked_row.status == "SUCCESS"
 
 
+def test_a_second_waiter_sees_the_end_after_the_first_forgot_the_result(live):
+    from celery.result import AsyncResult
+
+    from execution_app.selectors import job_wait
+    from execution_app.services import job_submit
+
+    job = job_submit(plugin_name="echo", tool=None, args={"n": 1}, wait=True)
+    waiter = Job.objects.get(pk=job.pk)  # read while still active, like `jobs show --wait`
+    first = job_wait(job=job, timeout_s=30)  # the sync caller: reads the result, forgets it
+    assert first.status == "SUCCESS"
+    assert AsyncResult(str(job.pk)).state == "PENDING"  # nothing stored any more
+
+    started = time.monotonic()
+    second = job_wait(job=waiter, timeout_s=30)
+
+    assert second.status == "SUCCESS" and second.result == first.result
+    assert time.monotonic() - started < 15  # from the row, not after waiting out its timeout
+
+
 def test_it_keeps_an_inline_result_out_of_the_worker_log(live, auth_client):
     marker = f"client-data-{uuid.uuid4().hex}"
     response = auth_client.post(

@@ -218,6 +218,28 @@ def test_it_shows_every_registry_change_on_the_next_request(
     assert [h["reason"] for h in healthy()["hosts"]] == ["a reason"]
 
 
+def test_it_shows_a_change_stamped_earlier_than_the_newest_row(
+    synced: Path, api_client: APIClient
+) -> None:
+    """A host whose clock is behind (or two writes committing in the other order) writes an
+    `updated_at` older than the newest row's: the change must still show."""
+    from datetime import timedelta
+
+    from plugins_app.models import PluginHost
+
+    other = PluginHost.objects.exclude(plugin__name="healthy").first()
+    assert other is not None
+    PluginHost.objects.filter(pk=other.pk).update(updated_at=timezone.now() + timedelta(hours=1))
+    assert api_client.get("/v1/plugins/healthy/health").json()["hosts"][0]["reason"] is None
+
+    entry = PluginHost.objects.get(plugin__name="healthy")
+    entry.reason = "written by a host whose clock is behind"
+    entry.save()  # auto_now: stamped now, an hour before the newest row
+
+    [host] = api_client.get("/v1/plugins/healthy/health").json()["hosts"]
+    assert host["reason"] == "written by a host whose clock is behind"
+
+
 def test_it_reports_a_failed_plugin_with_reason_and_hint(
     synced: Path, api_client: APIClient
 ) -> None:

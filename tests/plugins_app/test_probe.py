@@ -177,6 +177,15 @@ def test_it_marks_an_init_exception_failed(sync_plugins: Any, tmp_path: Path) ->
     assert_load_failure(record)
 
 
+def test_it_reports_a_failure_of_a_plugin_that_shadows_a_standard_module(
+    sync_plugins: Any, tmp_path: Path
+) -> None:
+    record = sync_fault(sync_plugins, tmp_path, "shadows_stdlib")
+
+    assert record.reason == "InitError: ValueError: model path not configured"
+    assert record.probe_traceback.endswith("ValueError: model path not configured\n")
+
+
 def test_it_marks_a_validate_exception_failed(sync_plugins: Any, tmp_path: Path) -> None:
     record = sync_fault(sync_plugins, tmp_path, "validate_error")
 

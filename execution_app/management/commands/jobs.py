@@ -110,7 +110,8 @@ class Command(BaseCommand):
         job = job_get(job_id=job_id)
         if wait and not job.is_terminal:
             job_wait(job=job, timeout_s=job.hard_timeout_s + settings.WARDEN_SYNC_WAIT_MARGIN_S)
-            job.refresh_from_db()
+        # job_get loads what the API shows; the details here show more (one read, one moment).
+        job.refresh_from_db(fields=[f.attname for f in job._meta.concrete_fields])
         out = cli.console(cli.raw_stream(self.stdout))
         if as_json:
             out.print_json(data=cli.job_json(job))
