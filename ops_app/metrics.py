@@ -48,6 +48,7 @@ from .models import (  # noqa: E402
     DURATION_COLUMNS,
     MEMORY_BUCKETS_MB,
     MEMORY_COLUMNS,
+    OUTCOME_COLUMNS,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,10 +82,19 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 _DURATION_LE = [floatToGoString(b) for b in DURATION_BUCKETS_S]  # type: ignore[no-untyped-call]
 _MEMORY_LE = [floatToGoString(b) for b in MEMORY_BUCKETS_MB]  # type: ignore[no-untyped-call]
 _STATES = tuple(str(state) for state in PluginState.values)
-# Positions in a selectors.job_outcomes() tuple.
-_COUNT, _TIMED, _DURATION_SUM, _MEMORY_COUNT, _MEMORY_SUM = 3, 4, 5, 6, 7
-_DURATION_CELLS = slice(8, 8 + len(DURATION_COLUMNS))
-_MEMORY_CELLS = slice(_DURATION_CELLS.stop, _DURATION_CELLS.stop + len(MEMORY_COLUMNS))
+# Positions in a selectors.job_outcomes() tuple (models.OUTCOME_COLUMNS).
+_COUNT, _TIMED, _DURATION_SUM, _MEMORY_COUNT, _MEMORY_SUM = (
+    OUTCOME_COLUMNS.index(name)
+    for name in ("count", "timed_count", "duration_sum_s", "memory_count", "memory_sum_mb")
+)
+
+
+def _cells(columns: tuple[str, ...]) -> slice:
+    first = OUTCOME_COLUMNS.index(columns[0])
+    return slice(first, first + len(columns))
+
+
+_DURATION_CELLS, _MEMORY_CELLS = _cells(DURATION_COLUMNS), _cells(MEMORY_COLUMNS)
 
 
 class _Histogram:

@@ -11,6 +11,14 @@ DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0, 300.0)
 MEMORY_BUCKETS_MB = (64.0, 256.0, 1024.0, 4096.0)
 DURATION_COLUMNS = tuple(f"d{i:02d}" for i in range(len(DURATION_BUCKETS_S)))
 MEMORY_COLUMNS = tuple(f"m{i:02d}" for i in range(len(MEMORY_BUCKETS_MB)))
+# A JobOutcome row's columns in one order: its key (3), then what a job end adds to it. The
+# upsert writes them in this order and the metrics collector reads them by position.
+OUTCOME_COLUMNS = (
+    *("plugin_name", "status", "error_type"),
+    *("count", "timed_count", "duration_sum_s", "memory_count", "memory_sum_mb"),
+    *DURATION_COLUMNS,
+    *MEMORY_COLUMNS,
+)
 
 
 class JobOutcome(models.Model):

@@ -19,7 +19,7 @@ from execution_app.models import ACTIVE_STATUSES, Job, JobStatus
 from plugins_app.models import PluginHost, PluginRecord, PluginState, PluginStateTransition
 from plugins_app.selectors import Availability, plugin_availability
 
-from .models import DURATION_COLUMNS, MEMORY_COLUMNS, JobOutcome
+from .models import OUTCOME_COLUMNS, JobOutcome
 
 # The queues jobs are routed to (execution_app.services.job_create): requires_gpu -> gpu.
 QUEUES = ("cpu", "gpu")
@@ -134,25 +134,11 @@ def queues_with_work(views: list[PluginView] | None = None) -> list[str]:
 # --- jobs -----------------------------------------------------------------------------------------
 
 
-OUTCOME_FIELDS = (
-    "plugin_name",
-    "status",
-    "error_type",
-    "count",
-    "timed_count",
-    "duration_sum_s",
-    "memory_count",
-    "memory_sum_mb",
-    *DURATION_COLUMNS,
-    *MEMORY_COLUMNS,
-)
-
-
 def job_outcomes() -> list[tuple[Any, ...]]:
-    """Return the running totals of finished jobs, one tuple of OUTCOME_FIELDS per (plugin,
+    """Return the running totals of finished jobs, one tuple of OUTCOME_COLUMNS per (plugin,
     status, error type): plain tuples, as a scrape reads a few hundred of them."""
     rows = JobOutcome.objects.order_by("plugin_name", "status", "error_type")
-    return list(rows.values_list(*OUTCOME_FIELDS))
+    return list(rows.values_list(*OUTCOME_COLUMNS))
 
 
 def jobs_active_counts() -> dict[str, int]:

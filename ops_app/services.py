@@ -13,34 +13,16 @@ from django.utils import timezone
 from execution_app.models import Job
 from project.errors import PLUGIN_FAULTS, WardenError
 
-from .models import (
-    DURATION_BUCKETS_S,
-    DURATION_COLUMNS,
-    MEMORY_BUCKETS_MB,
-    MEMORY_COLUMNS,
-    JobOutcome,
-)
+from .models import DURATION_BUCKETS_S, MEMORY_BUCKETS_MB, OUTCOME_COLUMNS, JobOutcome
 
 logger = logging.getLogger("warden.jobs")
 
-_COLUMNS = (
-    "plugin_name",
-    "status",
-    "error_type",
-    "count",
-    "timed_count",
-    "duration_sum_s",
-    "memory_count",
-    "memory_sum_mb",
-    *DURATION_COLUMNS,
-    *MEMORY_COLUMNS,
-)
-_ADDED = _COLUMNS[3:]
+_ADDED = OUTCOME_COLUMNS[3:]
 # One statement, the same on SQLite (>= 3.24) and PostgreSQL: insert the row or add to it.
 _TABLE = JobOutcome._meta.db_table
 _UPSERT = (
-    f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}, updated_at) "  # noqa: S608 - names are constants
-    f"VALUES ({', '.join(['%s'] * (len(_COLUMNS) + 1))}) "
+    f"INSERT INTO {_TABLE} ({', '.join(OUTCOME_COLUMNS)}, updated_at) "  # noqa: S608 - names are constants
+    f"VALUES ({', '.join(['%s'] * (len(OUTCOME_COLUMNS) + 1))}) "
     "ON CONFLICT (plugin_name, status, error_type) DO UPDATE SET "
     + ", ".join(f"{c} = {_TABLE}.{c} + excluded.{c}" for c in _ADDED)
     + ", updated_at = excluded.updated_at"
