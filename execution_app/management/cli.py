@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import IO, Any
 
 from django.core.management.base import CommandError
+from django.db import DatabaseError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -77,6 +79,23 @@ def code_for_job(job: Job) -> int:
 def fail(message: str, code: int) -> CommandError:
     """A CommandError that Django prints as one line (no traceback) and exits with `code`."""
     return CommandError(message, returncode=code)
+
+
+def run(action: Callable[[], int]) -> None:
+    """Run a command's action; turn every expected failure, and an exit code other than
+    EXIT_OK, into a CommandError with its exit code and a one-line message (no traceback)."""
+    try:
+        code = action()
+    except WardenError as exc:
+        raise fail(exc.message, code_for_rejection(exc)) from None
+    except DatabaseError as exc:
+        raise fail(
+            f"Database unavailable: {type(exc).__name__}: {exc}", EXIT_SERVICE_UNAVAILABLE
+        ) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", EXIT_INTERRUPTED) from None
+    if code != EXIT_OK:
+        raise fail(EXIT_MEANING[code], code)
 
 
 def raw_stream(wrapper: Any) -> IO[str]:

@@ -14,7 +14,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -121,17 +120,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Validate every input, submit one job per file, wait, print; exit with cli's codes."""
-        try:
-            code = self._run(**options)
-        except WardenError as exc:
-            raise cli.fail(exc.message, cli.code_for_rejection(exc)) from None
-        except DatabaseError as exc:
-            raise cli.fail(
-                f"Database unavailable: {type(exc).__name__}: {exc}",
-                cli.EXIT_SERVICE_UNAVAILABLE,
-            ) from None
-        if code != cli.EXIT_OK:
-            raise cli.fail(cli.EXIT_MEANING[code], code)
+        cli.run(lambda: self._run(**options))
 
     def _run(
         self,

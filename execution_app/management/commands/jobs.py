@@ -11,7 +11,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError
 from rich.console import Group
 from rich.panel import Panel
 from rich.syntax import Syntax
@@ -79,19 +78,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Dispatch to the action; map every expected failure to an exit code, no traceback."""
-        try:
-            code: int = getattr(self, f"_{options['action']}")(**options)
-        except WardenError as exc:
-            raise cli.fail(exc.message, cli.code_for_rejection(exc)) from None
-        except DatabaseError as exc:
-            raise cli.fail(
-                f"Database unavailable: {type(exc).__name__}: {exc}",
-                cli.EXIT_SERVICE_UNAVAILABLE,
-            ) from None
-        except KeyboardInterrupt:
-            raise cli.fail("interrupted", cli.EXIT_INTERRUPTED) from None
-        if code != cli.EXIT_OK:
-            raise cli.fail(cli.EXIT_MEANING[code], code)
+        cli.run(lambda: getattr(self, f"_{options['action']}")(**options))
 
     def _list(
         self, *, plugin: str | None, status: str | None, limit: int, as_json: bool, **_: Any
