@@ -13,6 +13,7 @@ from rest_framework.authtoken.models import Token
 from execution_app.models import Job
 from project.errors import ERROR_STATUS
 from tests.conftest import RUNTIME_PLUGINS
+from tests.jobs import pending_job
 
 ENVELOPE_KEYS = {"type", "message", "details", "plugin", "job_id", "timestamp"}
 
@@ -26,12 +27,7 @@ def client(db: None, sync_plugins: Any, samples: Any) -> Client:
 
 
 def make_job() -> Job:
-    from execution_app.services import analysis_validate, job_create
-
-    job_input = analysis_validate(
-        plugin_name="echo", tool=None, args={}, file_bytes=None, mime_type=None, timeout_s=None
-    )
-    return job_create(job_input=job_input)
+    return pending_job("echo", None)
 
 
 def error_of(response: Any, status: int) -> dict[str, Any]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from execution_app.models import Job
-from execution_app.services import analysis_validate, job_create, job_finish
+from execution_app.services import job_finish
 from project.errors import WardenError
 from tests.conftest import RUNTIME_PLUGINS
+from tests.jobs import pending_job
 
 
 @pytest.fixture
@@ -21,18 +21,7 @@ def admin_client(client, db):
 def jobs(sync_plugins):
     sync_plugins(RUNTIME_PLUGINS)
 
-    def make(tool: str) -> Job:
-        job_input = analysis_validate(
-            plugin_name="faulty",
-            tool=tool,
-            args={},
-            file_bytes=None,
-            mime_type=None,
-            timeout_s=None,
-        )
-        return job_create(job_input=job_input)
-
-    pending, failed = make("ok"), make("raise")
+    pending, failed = pending_job(tool="ok"), pending_job(tool="raise")
     job_finish(
         job_id=str(failed.pk),
         error=WardenError("PluginError", "Tool 'raise' of plugin 'faulty' raised ValueError: boom"),

@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from execution_app.models import Job
 from tests.conftest import RUNTIME_PLUGINS, worker_env
 from tests.harness import ROOT, free_port
+from tests.jobs import pending_job
 from tests.plugins_app.faults import copy_plugins
 
 GPU_PLUGINS = RUNTIME_PLUGINS.parent / "gpu"
@@ -124,18 +125,9 @@ def test_it_exits_4_when_no_worker_consumes_the_queue(
 
 
 def test_it_lists_shows_and_refuses_to_cancel_finished_jobs(faulty):
-    from execution_app.services import analysis_validate, job_create, job_finish
+    from execution_app.services import job_finish
 
-    job = job_create(
-        job_input=analysis_validate(
-            plugin_name="faulty",
-            tool="ok",
-            args={"n": 2},
-            file_bytes=None,
-            mime_type=None,
-            timeout_s=None,
-        )
-    )
+    job = pending_job(tool="ok", args={"n": 2})
     job_finish(job_id=str(job.pk), result={"ok": True, "n": 2}, execution_ms=1.25)
     listing, shown = io.StringIO(), io.StringIO()
 

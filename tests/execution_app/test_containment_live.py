@@ -18,7 +18,7 @@ import pytest
 
 from execution_app.models import Job
 from plugins_app.models import PluginRecord
-from tests.harness import wait_until
+from tests.harness import unchanged_for, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -334,9 +334,9 @@ def test_it_spares_the_beat_a_worker_embeds_and_nices_its_children(live, setting
             group = Path(f"/proc/{worker.pid}/autogroup").read_text().split()
             assert group[-2:] == ["nice", "7"]
         # Two sweeps and the minimum age pass in about a second: watch for three.
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            assert all(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
-            time.sleep(0.1)  # an observation window, not synchronisation
+        assert unchanged_for(
+            lambda: all(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
+            3,
+        )
     finally:
         worker.stop()

@@ -9,15 +9,14 @@ from django.utils import timezone
 
 from execution_app.models import Job, JobInputData
 from execution_app.services import (
-    analysis_validate,
     job_claim,
-    job_create,
     job_input_read,
     jobs_purge,
     jobs_reap,
 )
 from plugins_app.models import PluginRecord
 from tests.conftest import RUNTIME_PLUGINS
+from tests.jobs import pending_job
 
 
 @pytest.fixture
@@ -25,15 +24,7 @@ def make_job(sync_plugins):
     sync_plugins(RUNTIME_PLUGINS)
 
     def make(tool="ok", args=None, file_bytes=None):
-        job_input = analysis_validate(
-            plugin_name="faulty",
-            tool=tool,
-            args=args or {},
-            file_bytes=file_bytes,
-            mime_type=None,
-            timeout_s=None,
-        )
-        return job_create(job_input=job_input)
+        return pending_job(tool=tool, args=args, file_bytes=file_bytes)
 
     return make
 

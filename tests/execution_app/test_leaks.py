@@ -7,9 +7,7 @@ from rest_framework.test import APIClient
 
 from execution_app.models import Job
 from execution_app.services import (
-    analysis_validate,
     job_claim,
-    job_create,
     job_finish,
     memory_error,
 )
@@ -17,6 +15,7 @@ from execution_app.validation import output_validate
 from plugins_app.models import PluginRecord, PluginStateTransition
 from project.errors import WardenError
 from tests.conftest import RUNTIME_PLUGINS
+from tests.jobs import pending_job
 
 SECRET = "client-secret-4711"
 
@@ -26,15 +25,7 @@ def running_job(sync_plugins):
     sync_plugins(RUNTIME_PLUGINS)
 
     def make(tool: str = "ok") -> Job:
-        job_input = analysis_validate(
-            plugin_name="faulty",
-            tool=tool,
-            args={},
-            file_bytes=None,
-            mime_type=None,
-            timeout_s=None,
-        )
-        job = job_create(job_input=job_input)
+        job = pending_job(tool=tool)
         return job_claim(job_id=str(job.pk), hard_timeout_s=4.0)
 
     return make

@@ -27,6 +27,7 @@ from tests.harness import (
     unchanged_for,
     wait_until,
 )
+from tests.jobs import pending_job
 
 pytestmark = pytest.mark.slow
 GPU_PLUGINS = RUNTIME_PLUGINS.parent / "gpu"
@@ -335,19 +336,10 @@ def test_it_syncs_plugins_when_a_worker_starts(live, settings, tmp_path, samples
 def test_it_sends_a_waiting_caller_a_small_result_inline_and_keeps_it_in_the_row(live):
     from celery.result import AsyncResult
 
-    from execution_app.services import _send, analysis_validate, job_create
+    from execution_app.services import _send
 
     def run(tool: str, args: dict, *, inline: bool) -> tuple[dict, Job]:
-        job = job_create(
-            job_input=analysis_validate(
-                plugin_name="spawner",
-                tool=tool,
-                args=args,
-                file_bytes=None,
-                mime_type=None,
-                timeout_s=None,
-            )
-        )
+        job = pending_job("spawner", tool, args=args)
         _send(job, inline=inline)
         end = AsyncResult(str(job.pk)).get(timeout=30)
         return end, Job.objects.get(pk=job.pk)

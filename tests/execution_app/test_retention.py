@@ -16,11 +16,12 @@ from django.utils import timezone
 
 from execution_app import services
 from execution_app.models import Job, JobInputData
-from execution_app.services import analysis_validate, job_create, job_dispatch, jobs_purge
+from execution_app.services import job_dispatch, jobs_purge
 from plugins_app.models import PluginRecord, PluginStateTransition
 from plugins_app.services import plugin_record_outcome
 from project.errors import WardenError
 from tests.conftest import RUNTIME_PLUGINS
+from tests.jobs import pending_job
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 
@@ -32,15 +33,7 @@ def make_job(sync_plugins, settings):
     sync_plugins(RUNTIME_PLUGINS)
 
     def make(file_bytes: bytes | None = PNG) -> Job:
-        job_input = analysis_validate(
-            plugin_name="faulty",
-            tool="image" if file_bytes else "ok",
-            args={},
-            file_bytes=file_bytes,
-            mime_type=None,
-            timeout_s=None,
-        )
-        return job_create(job_input=job_input)
+        return pending_job(tool="image" if file_bytes else "ok", file_bytes=file_bytes)
 
     return make
 

@@ -9,28 +9,18 @@ from django.utils import timezone
 
 from execution_app import services
 from execution_app.models import Job
-from execution_app.services import analysis_validate, job_claim, job_create, jobs_reap
+from execution_app.services import job_claim, jobs_reap
 from plugins_app.models import PluginRecord
 from project.errors import WardenError
 from tests.conftest import RUNTIME_PLUGINS
+from tests.jobs import pending_job
 
 
 @pytest.fixture
 def make_job(sync_plugins):
     sync_plugins(RUNTIME_PLUGINS)
 
-    def make(tool="ok"):
-        job_input = analysis_validate(
-            plugin_name="faulty",
-            tool=tool,
-            args={},
-            file_bytes=None,
-            mime_type=None,
-            timeout_s=None,
-        )
-        return job_create(job_input=job_input)
-
-    return make
+    return lambda tool="ok": pending_job(tool=tool)
 
 
 def claim_first(monkeypatch, job):

@@ -9,11 +9,12 @@ import pytest
 from django.contrib.auth.models import User
 
 from execution_app.models import Job
-from execution_app.services import analysis_validate, job_create, job_finish
+from execution_app.services import job_finish
 from plugins_app.models import PluginRecord, PluginStateTransition
 from project.errors import WardenError
 from tests.conftest import RUNTIME_PLUGINS
 from tests.harness import free_port
+from tests.jobs import pending_job
 from tests.plugins_app.faults import copy_plugins
 
 
@@ -24,16 +25,7 @@ def admin_client(client, db):
 
 
 def make_job(tool: str, *, error: str | None = None, ms: float | None = 10.0) -> Job:
-    job = job_create(
-        job_input=analysis_validate(
-            plugin_name="faulty",
-            tool=tool,
-            args={},
-            file_bytes=None,
-            mime_type=None,
-            timeout_s=None,
-        )
-    )
+    job = pending_job(tool=tool)
     failure = WardenError(error, f"{error} in {tool}") if error else None
     job_finish(
         job_id=str(job.pk), result=None if error else {"ok": True}, error=failure, execution_ms=ms

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 
 from execution_app.models import Job
-from execution_app.services import analysis_validate, job_create, job_finish
+from execution_app.services import job_finish
 from project.errors import WardenError
 from project.logs import (
     ContextFilter,
@@ -23,6 +23,7 @@ from project.logs import (
 )
 from tests.conftest import RUNTIME_PLUGINS, worker_env
 from tests.harness import start_worker, wait_until
+from tests.jobs import pending_job
 
 GPU_PLUGINS = RUNTIME_PLUGINS.parent / "gpu"
 
@@ -112,16 +113,7 @@ def test_it_logs_every_job_end_once_with_its_fields(
     sync_plugins, caplog, django_capture_on_commit_callbacks
 ):
     sync_plugins(RUNTIME_PLUGINS)
-    job = job_create(
-        job_input=analysis_validate(
-            plugin_name="faulty",
-            tool="raise",
-            args={},
-            file_bytes=None,
-            mime_type=None,
-            timeout_s=None,
-        )
-    )
+    job = pending_job(tool="raise")
     caplog.set_level(logging.INFO, logger="warden.jobs")
 
     with django_capture_on_commit_callbacks(execute=True):
