@@ -66,6 +66,26 @@ def short_sql(sql: str) -> str:
 # --- 1. per request / per task breakdowns ---------------------------------------------------
 
 
+def _collect(
+    trace: dict[str, Any],
+    phases: dict[str, list[float]],
+    statements: dict[str, list[float]],
+    sql_n: list[int],
+    sql_ms: list[float],
+) -> None:
+    """Add one request's or task's trace (bench/instrument.py) to the running lists: each
+    phase's total time, and its SQL statements."""
+    sums: dict[str, float] = defaultdict(float)
+    for label, _, duration in trace["phases"]:
+        sums[label] += duration
+    for label, total in sums.items():
+        phases[label].append(total)
+    sql_n.append(len(trace["sql"]))
+    sql_ms.append(sum(d for _, d in trace["sql"]))
+    for text, duration in trace["sql"]:
+        statements[text].append(duration)
+
+
 def request_breakdown(
     http: Http, name: str, method: str, path: str, body: Any, n: int, auth: bool
 ) -> dict:
@@ -89,15 +109,7 @@ def request_breakdown(
         traces.append(trace)
         client.append(elapsed)
         app.append(trace["total_ms"])
-        sums: dict[str, float] = defaultdict(float)
-        for label, _, duration in trace["phases"]:
-            sums[label] += duration
-        for label, total in sums.items():
-            phases[label].append(total)
-        sql_n.append(len(trace["sql"]))
-        sql_ms.append(sum(d for _, d in trace["sql"]))
-        for text, duration in trace["sql"]:
-            statements[text].append(duration)
+        _collect(trace, phases, statements, sql_n, sql_ms)
     result = {
         "name": name,
         "client_p50": med(client),
@@ -137,15 +149,7 @@ def task_breakdown(out_dir: Path, job_ids: set[str]) -> dict[str, Any]:
     totals, sql_n, sql_ms = [], [], []
     for record in records:
         totals.append(record["total_ms"])
-        sums: dict[str, float] = defaultdict(float)
-        for label, _, duration in record["phases"]:
-            sums[label] += duration
-        for label, total in sums.items():
-            phases[label].append(total)
-        sql_n.append(len(record["sql"]))
-        sql_ms.append(sum(d for _, d in record["sql"]))
-        for text, duration in record["sql"]:
-            statements[text].append(duration)
+        _collect(record, phases, statements, sql_n, sql_ms)
     n = len(records)
     say(
         f"\n## run_job(echo) in the worker child ({n} tasks): task_prerun -> task_postrun "
