@@ -93,21 +93,22 @@ class Supervisor:
             )
         return bool(stopped)
 
-    def check_deadlines(self) -> None:
-        """Stop every job of this pool that is past its hard deadline."""
+    def check_deadlines(self, running: list[tuple[str, dict[str, Any]]]) -> None:
+        """Stop every job of `running` (slots_running) that is past its hard deadline."""
         now = time.monotonic()  # CLOCK_MONOTONIC: the same for every process of this host
-        for job_id, info in slots_running(self.run_dir):
+        for job_id, info in running:
             if now >= float(info.get("hard_deadline", float("inf"))) and self._owned(
                 int(info.get("pid", 0))
             ):
                 self.stop_job(job_id, {"cause": "hard"})
 
-    def release_dead_slots(self) -> None:
+    def release_dead_slots(self, running: list[tuple[str, dict[str, Any]]] | None = None) -> None:
         """Release the cgroup slots of dead children, except those of children that died during
-        a job whose end is not recorded yet: their slot still holds what that record needs (the
-        kernel's OOM-kill count), and the record releases it (services._job_end_after_kill)."""
+        a job whose end is not recorded yet (in `running`, default: slots_running now): their
+        slot still holds what that record needs (the kernel's OOM-kill count), and the record
+        releases it (services._job_end_after_kill)."""
         unrecorded = set()
-        for _, info in slots_running(self.run_dir):
+        for _, info in slots_running(self.run_dir) if running is None else running:
             try:
                 unrecorded.add(int(info.get("pid", 0)))
             except (TypeError, ValueError):
@@ -119,10 +120,11 @@ class Supervisor:
         while not self._stop.wait(self.tick_s):
             ticks += 1
             try:
-                self.check_deadlines()
+                running = list(slots_running(self.run_dir))  # read once per tick
+                self.check_deadlines(running)
                 if self.sweeping and ticks % SWEEP_EVERY == 0:
                     self.sweeper.sweep()
-                    self.release_dead_slots()
+                    self.release_dead_slots(running)
                 if ticks % FILE_SWEEP_EVERY == 0:
                     slot_files_sweep(self.run_dir, alive=_alive, max_age_s=FILE_MAX_AGE_S)
             except Exception:
