@@ -81,7 +81,7 @@ def fail(message: str, code: int) -> CommandError:
     return CommandError(message, returncode=code)
 
 
-def run(action: Callable[[], int]) -> None:
+def run_command(action: Callable[[], int]) -> None:
     """Run a command's action; turn every expected failure, and an exit code other than
     EXIT_OK, into a CommandError with its exit code and a one-line message (no traceback)."""
     try:

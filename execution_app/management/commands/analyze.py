@@ -120,7 +120,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Validate every input, submit one job per file, wait, print; exit with cli's codes."""
-        cli.run(lambda: self._run(**options))
+        cli.run_command(lambda: self._run(**options))
 
     def _run(
         self,

@@ -78,7 +78,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Dispatch to the action; map every expected failure to an exit code, no traceback."""
-        cli.run(lambda: getattr(self, f"_{options['action']}")(**options))
+        cli.run_command(lambda: getattr(self, f"_{options['action']}")(**options))
 
     def _list(
         self, *, plugin: str | None, status: str | None, limit: int, as_json: bool, **_: Any
